@@ -1,0 +1,112 @@
+"""Every error the user can see, with its exit code.
+
+Expected errors are raised by the library and handled once, at the CLI, which prints
+``ERROR <message>`` and exits with ``exit_code``; no traceback.
+
+    OrchestratorError                 (exit 2 unless stated)
+    ├── WorkspaceError                no WORKSPACE, bad settings, path escaping the workspace
+    ├── BuildFileError                a BUILD / .star file failed to parse or evaluate (file:line:col)
+    ├── DockerfileError               a Dockerfile that cannot be analysed (file:line)
+    ├── GraphError                    duplicates, clashing image references, base= mismatch, platforms
+    │   └── CycleError                a dependency cycle (holds the cycle)
+    ├── UnknownTargetError            a label or image reference nobody defines (did you mean)
+    ├── NothingMatchedError           a pattern that selects nothing (exit 3)
+    └── GitError                      ``--since`` could not ask git
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_BUILD_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_MATCHED = 3
+EXIT_TEST_FAILED = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A place in a user's file, printed ``path:line:column``."""
+
+    path: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        text = self.path
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.column is not None:
+                text += f":{self.column}"
+        return text
+
+
+class OrchestratorError(Exception):
+    """Root of every expected, user-facing error."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str, *, location: Location | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return self.message
+        return f"{self.location}: {self.message}"
+
+
+class WorkspaceError(OrchestratorError):
+    """The workspace cannot be found or a path in it is invalid."""
+
+
+class BuildFileError(OrchestratorError):
+    """A BUILD or .star file is wrong."""
+
+
+class DockerfileError(OrchestratorError):
+    """A Dockerfile cannot be analysed."""
+
+
+class GraphError(OrchestratorError):
+    """The targets do not form a valid image family."""
+
+
+class CycleError(GraphError):
+    """The dependency graph has a cycle; ``cycle`` lists it in order."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = tuple(cycle)
+        lines = "\n".join(f"    {node}" for node in (*self.cycle, self.cycle[0]))
+        super().__init__(
+            f"dependency cycle:\n{lines}\n"
+            "hint: a FROM or COPY --from in one of these Dockerfiles names an image built further down."
+        )
+
+
+class UnknownTargetError(OrchestratorError):
+    """A label or image reference that no target defines."""
+
+
+class NothingMatchedError(OrchestratorError):
+    """A pattern selected no target."""
+
+    exit_code = EXIT_NOTHING_MATCHED
+
+
+class GitError(OrchestratorError):
+    """git could not answer (``--since``)."""
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """A ``did you mean ...?`` suffix, or '' when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
