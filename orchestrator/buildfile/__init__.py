@@ -1,0 +1,1 @@
+"""Reading WORKSPACE, BUILD and .star files (Starlark)."""

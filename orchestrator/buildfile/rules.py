@@ -1,0 +1,227 @@
+"""The functions BUILD files call: ``image()``, ``rootfs_image()``, ``glob()``, ``package_name()``.
+
+Each rule checks its attributes against a schema (unknown names get a suggestion, wrong types name
+the expected type), resolves paths against the package, rejects paths leaving the workspace, and
+records a frozen target. Nothing here knows about Starlark: the loader binds these to a module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.buildfile.globbing import glob
+from orchestrator.context import check_inside
+from orchestrator.errors import BuildFileError, did_you_mean
+from orchestrator.label import Label, valid_name
+from orchestrator.model import ImageTarget, Pairs, RootfsTarget, Target
+
+# Attribute kinds: how a value is checked and normalised.
+STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST = (
+    "string",
+    "string or None",
+    "list of strings",
+    "list of strings or None",
+    "dict of string to string",
+    "bool or None",
+    "list of labels or None",
+)
+
+IMAGE_ATTRS: Mapping[str, str] = {
+    "name": STR,
+    "dockerfile": STR,
+    "context": STR,
+    "srcs": OPT_STR_LIST,
+    "repository": OPT_STR,
+    "tags": STR_LIST,
+    "build_args": STR_DICT,
+    "target": OPT_STR,
+    "platforms": OPT_STR_LIST,
+    "labels": STR_DICT,
+    "base": OPT_LABEL_LIST,
+    "hermetic": OPT_BOOL,
+    "visibility": OPT_STR_LIST,  # accepted for Bazel familiarity; no effect
+}
+ROOTFS_ATTRS: Mapping[str, str] = {
+    "name": STR,
+    "tarball": OPT_STR,
+    "script": OPT_STR,
+    "srcs": STR_LIST,
+    "repository": OPT_STR,
+    "tags": STR_LIST,
+    "platforms": OPT_STR_LIST,
+    "labels": STR_DICT,
+    "visibility": OPT_STR_LIST,
+}
+
+
+@dataclass(slots=True)
+class PackageContext:
+    """The package whose BUILD file is being evaluated, and the targets it has declared so far."""
+
+    root: Path
+    package: str
+    build_file: str  # workspace-relative
+    targets: dict[str, Target] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.root / self.package
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if value is None:
+        return "None" in kind
+    if kind in (STR, OPT_STR):
+        return isinstance(value, str)
+    if kind in (STR_LIST, OPT_STR_LIST, OPT_LABEL_LIST):
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if kind == STR_DICT:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    if kind == OPT_BOOL:
+        return isinstance(value, bool)
+    raise AssertionError(kind)
+
+
+def check_attrs(rule: str, schema: Mapping[str, str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    name = kwargs.get("name", "?")
+    if args:
+        raise BuildFileError(f"{rule}() takes keyword arguments only (got {len(args)} positional)")
+    if "name" not in kwargs:
+        raise BuildFileError(f"{rule}() needs a name")
+    for attr, value in kwargs.items():
+        if attr not in schema:
+            raise BuildFileError(
+                f"{rule}(name={name!r}): unknown attribute {attr!r}{did_you_mean(attr, list(schema))}; "
+                f"valid attributes: {', '.join(sorted(schema))}"
+            )
+        if not _type_ok(schema[attr], value):
+            raise BuildFileError(
+                f"{rule}(name={name!r}): attribute {attr!r} must be a {schema[attr]}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+    if not valid_name(kwargs["name"]):
+        raise BuildFileError(f"{rule}(): invalid target name {kwargs['name']!r}")
+
+
+def _pairs(value: Mapping[str, str] | None) -> Pairs:
+    return tuple(sorted((value or {}).items()))
+
+
+def _workspace_path(ctx: PackageContext, value: str, *, what: str, must_exist: str | None) -> str:
+    """``value`` (package-relative) as a workspace-relative POSIX path, checked to stay inside."""
+    joined = os.path.normpath(os.path.join(ctx.directory, value))
+    resolved = check_inside(Path(joined), ctx.root, what=what)
+    if must_exist == "file" and not resolved.is_file():
+        raise BuildFileError(f"{what} {value!r} does not exist (looked for {joined})")
+    if must_exist == "dir" and not resolved.is_dir():
+        raise BuildFileError(f"{what} {value!r} is not a directory (looked for {joined})")
+    rel = os.path.relpath(joined, ctx.root)
+    return "" if rel == "." else PurePosixPath(Path(rel)).as_posix()
+
+
+def _platforms(value: list[str] | None, rule: str, name: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    for platform in value:
+        parts = platform.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise BuildFileError(
+                f"{rule}(name={name!r}): platform {platform!r} is not os/arch[/variant], e.g. linux/amd64"
+            )
+    return tuple(dict.fromkeys(value))
+
+
+def _record(ctx: PackageContext, target: Target) -> None:
+    name = target.label.name
+    if name in ctx.targets:
+        raise BuildFileError(f"duplicate target name {name!r} in package //{ctx.package}")
+    ctx.targets[name] = target
+
+
+def _tags(kwargs: dict[str, Any], rule: str) -> tuple[str, ...]:
+    tags = tuple(kwargs.get("tags", ["latest"]))
+    if not tags:
+        raise BuildFileError(f"{rule}(name={kwargs['name']!r}): tags must not be empty")
+    return tags
+
+
+def image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
+    check_attrs("image", IMAGE_ATTRS, args, kwargs)
+    name: str = kwargs["name"]
+    context = _workspace_path(ctx, kwargs.get("context", "."), what="context", must_exist="dir")
+    dockerfile = _workspace_path(ctx, kwargs.get("dockerfile", "Dockerfile"), what="dockerfile", must_exist="file")
+    srcs: tuple[str, ...] | None = None
+    if kwargs.get("srcs") is not None:
+        context_dir = ctx.root / context
+        rels = []
+        for src in kwargs["srcs"]:
+            path = _workspace_path(ctx, src, what="srcs entry", must_exist=None)
+            rel = os.path.relpath(ctx.root / path, context_dir)
+            if rel.startswith(".."):
+                raise BuildFileError(f"image(name={name!r}): srcs entry {src!r} is outside the context")
+            rels.append(PurePosixPath(Path(rel)).as_posix())
+        srcs = tuple(sorted(set(rels)))
+    base = kwargs.get("base")
+    _record(
+        ctx,
+        ImageTarget(
+            label=Label(ctx.package, name),
+            dockerfile=dockerfile,
+            context=context,
+            srcs=srcs,
+            repository=kwargs.get("repository") or name,
+            tags=_tags(kwargs, "image"),
+            build_args=_pairs(kwargs.get("build_args")),
+            target=kwargs.get("target"),
+            platforms=_platforms(kwargs.get("platforms"), "image", name),
+            labels=_pairs(kwargs.get("labels")),
+            base=None if base is None else tuple(Label.parse(b, current_package=ctx.package) for b in base),
+            hermetic=kwargs.get("hermetic"),
+            build_file=ctx.build_file,
+        ),
+    )
+
+
+def rootfs_image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
+    check_attrs("rootfs_image", ROOTFS_ATTRS, args, kwargs)
+    name: str = kwargs["name"]
+    tarball, script = kwargs.get("tarball"), kwargs.get("script")
+    if (tarball is None) == (script is None):
+        raise BuildFileError(f"rootfs_image(name={name!r}): give exactly one of tarball= or script=")
+    _record(
+        ctx,
+        RootfsTarget(
+            label=Label(ctx.package, name),
+            tarball=None if tarball is None else _workspace_path(ctx, tarball, what="tarball", must_exist="file"),
+            script=None if script is None else _workspace_path(ctx, script, what="script", must_exist="file"),
+            srcs=tuple(
+                sorted(_workspace_path(ctx, s, what="srcs entry", must_exist="file") for s in kwargs.get("srcs", []))
+            ),
+            repository=kwargs.get("repository") or name,
+            tags=_tags(kwargs, "rootfs_image"),
+            platforms=_platforms(kwargs.get("platforms"), "rootfs_image", name),
+            labels=_pairs(kwargs.get("labels")),
+            build_file=ctx.build_file,
+        ),
+    )
+
+
+def glob_rule(ctx: PackageContext, include: list[str], exclude: list[str] | None = None) -> list[str]:
+    for pattern in (*include, *(exclude or ())):
+        if pattern.startswith("/") or ".." in pattern.split("/"):
+            raise BuildFileError(f"glob pattern {pattern!r} must stay inside the package")
+    return glob(str(ctx.directory), include, exclude or ())
+
+
+def rule_functions(current: Callable[[], PackageContext]) -> dict[str, Callable[..., Any]]:
+    """The names BUILD files see, bound to whichever package is being evaluated now."""
+    return {
+        "image": lambda *a, **k: image(current(), *a, **k),
+        "rootfs_image": lambda *a, **k: rootfs_image(current(), *a, **k),
+        "glob": lambda include, exclude=None: glob_rule(current(), list(include), list(exclude or [])),
+        "package_name": lambda: current().package,
+    }

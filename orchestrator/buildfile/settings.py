@@ -1,0 +1,34 @@
+"""``workspace(...)`` in the WORKSPACE file, checked and turned into WorkspaceSettings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.buildfile.rules import OPT_BOOL, OPT_STR, OPT_STR_LIST, check_attrs
+from orchestrator.errors import BuildFileError
+from orchestrator.model import WorkspaceSettings
+
+WORKSPACE_ATTRS = {
+    "name": OPT_STR,
+    "platforms": OPT_STR_LIST,
+    "registry": OPT_STR,
+    "hermetic": OPT_BOOL,
+    "cache_dir": OPT_STR,
+    "key_digest": OPT_STR,
+}
+KEY_DIGESTS = ("xxh3", "sha256")
+
+
+def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkspaceSettings:
+    check_attrs("workspace", WORKSPACE_ATTRS, args, {"name": kwargs.get("name") or "workspace", **kwargs})
+    key_digest = kwargs.get("key_digest") or "xxh3"
+    if key_digest not in KEY_DIGESTS:
+        raise BuildFileError(f"workspace(): key_digest must be one of {', '.join(KEY_DIGESTS)}, got {key_digest!r}")
+    return WorkspaceSettings(
+        name=kwargs.get("name") or "",
+        platforms=tuple(kwargs.get("platforms") or ()),
+        registry=kwargs.get("registry"),
+        hermetic=bool(kwargs.get("hermetic")),
+        cache_dir=kwargs.get("cache_dir"),
+        key_digest=key_digest,
+    )

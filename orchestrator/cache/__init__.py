@@ -1,0 +1,1 @@
+"""The local cache: JSON records in diskcache (the only importer of diskcache)."""

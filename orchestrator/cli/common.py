@@ -1,0 +1,73 @@
+"""What every command shares: global options, loading the workspace, error handling, output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.label import Label
+from orchestrator.loading import LoadedWorkspace, load
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Output(StrEnum):
+    label = "label"
+    json = "json"
+
+
+@dataclass(slots=True)
+class GlobalOptions:
+    workspace: Path | None = None
+    cache_dir: str | None = None
+    verbose: int = 0
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def load_workspace(ctx: typer.Context) -> LoadedWorkspace:
+    return load(Path.cwd(), explicit_root=options(ctx).workspace)
+
+
+def print_error(error: OrchestratorError) -> None:
+    typer.echo(f"ERROR {error}", err=True)
+
+
+def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Expected errors become ``ERROR <message>`` and their exit code; no traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except OrchestratorError as error:
+            print_error(error)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+def emit_labels(labels: Iterable[Label], output: Output, *, ordered: bool = False) -> None:
+    items = list(labels) if ordered else sorted(labels)
+    if output is Output.json:
+        emit_json([str(label) for label in items])
+    else:
+        for label in items:
+            typer.echo(str(label))
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")

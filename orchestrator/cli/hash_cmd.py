@@ -1,0 +1,29 @@
+"""``orchestrator hash``: each node's content key, computed without a daemon."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import Output, emit_json, handle_errors, load_workspace, options
+from orchestrator.hashing import compute_keys
+
+
+@handle_errors
+def hash_(
+    ctx: typer.Context,
+    patterns: Annotated[list[str] | None, typer.Argument(help="Target patterns (default //...)")] = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="label: LABEL PLATFORM KEY lines; json")
+    ] = Output.label,
+) -> None:
+    """Print LABEL PLATFORM KEY for every node of the selected targets."""
+    loaded = load_workspace(ctx)
+    selected = loaded.graph.select(patterns or [])
+    keys = compute_keys(loaded, selected, cache_dir=options(ctx).cache_dir)
+    if output is Output.json:
+        emit_json([{"label": str(k.node.label), "platform": k.node.platform, "key": k.key} for k in keys])
+        return
+    for k in keys:
+        typer.echo(f"{k.node.label} {k.node.platform} {k.key}")

@@ -1,0 +1,51 @@
+"""The ``orchestrator`` command: global options and the command tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.cli import graph_cmd, hash_cmd, query_cmd
+from orchestrator.cli.common import GlobalOptions
+
+app = typer.Typer(
+    name="orchestrator",
+    help="Build families of container images: in dependency order, in parallel, only what changed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(query_cmd.app, name="query")
+app.command(name="graph")(graph_cmd.graph)
+app.command(name="hash")(hash_cmd.hash_)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestrator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: walk up to WORKSPACE)")
+    ] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option("--cache-dir", help="Local cache directory (default: WORKSPACE's, else ~/.cache)"),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(workspace=workspace, cache_dir=cache_dir, verbose=verbose)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,109 @@
+"""``orchestrator query deps|rdeps|buildorder|affected``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import query
+from orchestrator.cli.common import Output, emit_labels, handle_errors, load_workspace
+from orchestrator.errors import UnknownTargetError, did_you_mean
+from orchestrator.imageref import ImageReference
+from orchestrator.inputs import targets_owning
+from orchestrator.label import looks_like_label
+from orchestrator.vcs import changed_files
+
+app = typer.Typer(help="Questions about the image family (no Docker daemon needed).", no_args_is_help=True)
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="label: one label per line; json: one document")]
+DepthOpt = Annotated[int | None, typer.Option("--depth", min=1, help="Only this many steps away (1: direct only)")]
+
+
+@app.command()
+@handle_errors
+def deps(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="A label or an image reference a target produces")],
+    depth: DepthOpt = None,
+    output: OutputOpt = Output.label,
+) -> None:
+    """The targets TARGET is built on (transitively unless --depth)."""
+    loaded = load_workspace(ctx)
+    emit_labels(query.deps(loaded.graph, loaded.graph.resolve(target), depth), output)
+
+
+@app.command()
+@handle_errors
+def rdeps(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(help="A label, an image a target produces, or an external image (debian:bookworm)"),
+    ],
+    depth: DepthOpt = None,
+    output: OutputOpt = Output.label,
+) -> None:
+    """The targets built on TARGET (transitively unless --depth)."""
+    graph = load_workspace(ctx).graph
+    if looks_like_label(target):
+        found = query.rdeps(graph, graph.resolve(target), depth)
+    else:
+        ref = ImageReference.parse(target)
+        if f"{ref.repository}:{ref.tag}" in graph.owners:
+            found = query.rdeps(graph, graph.resolve(target), depth)
+        elif query.users_of_external(graph, target):
+            found = query.rdeps_of_external(graph, target, depth)
+        else:
+            known = sorted(graph.owners) + sorted(query.externals(graph))
+            raise UnknownTargetError(
+                f"no target produces {target!r} and no Dockerfile uses it{did_you_mean(target, known)}"
+            )
+    emit_labels(found, output)
+
+
+@app.command()
+@handle_errors
+def buildorder(
+    ctx: typer.Context,
+    patterns: Annotated[list[str] | None, typer.Argument(help="Target patterns (default //...)")] = None,
+    output: OutputOpt = Output.label,
+) -> None:
+    """A valid build order of the selected targets and what they need: parents first."""
+    graph = load_workspace(ctx).graph
+    emit_labels(query.buildorder(graph, graph.select(patterns or [])), output, ordered=True)
+
+
+@app.command()
+@handle_errors
+def affected(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="The changed files (with --files)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="A git revision: files changed since it")] = None,
+    files: Annotated[bool, typer.Option("--files", help="The arguments are changed files")] = False,
+    output: OutputOpt = Output.label,
+) -> None:
+    """Targets whose inputs hold the changed files, plus everything built on them.
+
+    Use --since REF (git: committed, staged, unstaged and untracked changes) or --files F...
+    """
+    loaded = load_workspace(ctx)
+    if (since is None) == (not files):
+        raise typer.BadParameter("give exactly one of --since REF or --files F...")
+    if since is not None:
+        changed = changed_files(loaded.root, since)
+    else:
+        changed = [workspace_relative(loaded.root, p) for p in paths or []]
+    emit_labels(query.affected(loaded.graph, targets_owning(loaded, changed)), output)
+
+
+def workspace_relative(root: Path, path: str) -> str:
+    """A path as given on the command line (relative to here, or to the root) -> workspace-relative."""
+    here = Path(path).resolve()
+    if here.exists() or Path(path).is_absolute():
+        rel = os.path.relpath(here, root)
+        if not rel.startswith(".."):
+            return Path(rel).as_posix()
+    return Path(os.path.normpath(path)).as_posix()

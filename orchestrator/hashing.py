@@ -1,0 +1,30 @@
+"""Keys for selected targets, with the stat cache and manifest storage wired in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orchestrator.cache.statcache import StatCache
+from orchestrator.cache.store import Store
+from orchestrator.keys import KeyComputer, NodeKey
+from orchestrator.label import Label
+from orchestrator.loading import LoadedWorkspace
+
+
+def manifest_key(key: str) -> str:
+    return f"manifest:{key}"
+
+
+def compute_keys(loaded: LoadedWorkspace, labels: Iterable[Label], *, cache_dir: str | None) -> list[NodeKey]:
+    """Keys of every node of ``labels``; each new manifest is stored for ``explain``."""
+    nodes = [n for label in labels for n in loaded.graph.nodes_of(label)]
+    with Store(loaded.workspace.cache_dir(cache_dir)) as store:
+        computer = KeyComputer(
+            loaded.root, loaded.graph, StatCache(store), algorithm=loaded.workspace.settings.key_digest
+        )
+        keys = computer.keys(nodes)
+        for node_key in keys:
+            name = manifest_key(node_key.key)
+            if name not in store:
+                store.add(name, [list(entry) for entry in node_key.manifest])
+    return keys

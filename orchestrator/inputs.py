@@ -1,0 +1,78 @@
+"""Which targets a changed file belongs to (for ``query affected`` and ``build --since``).
+
+Decided from each target's input *rules*, not from a walk, so a deleted file still counts: a file
+belongs to a target when it is its BUILD file or a ``.star`` file that BUILD file loads, its
+Dockerfile or ignore file, a file of its context that the ignore file does not exclude (or one of
+its declared ``srcs``), or a rootfs tarball, script or source. WORKSPACE belongs to every target.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from orchestrator.context import dockerignore_path
+from orchestrator.dockerignore import IgnoreMatcher, parse_dockerignore
+from orchestrator.label import Label
+from orchestrator.loading import LoadedWorkspace
+from orchestrator.model import ImageTarget, RootfsTarget, Target
+from orchestrator.workspace import WORKSPACE_FILES
+
+GLOBAL_FILES = frozenset(WORKSPACE_FILES) | {"images.lock"}
+
+
+def _under(path: str, directory: str) -> str | None:
+    """``path`` relative to ``directory`` when inside it, else None ('' is the root)."""
+    if not directory:
+        return path
+    if path.startswith(directory + "/"):
+        return path[len(directory) + 1 :]
+    return None
+
+
+class _ImageInputs:
+    def __init__(self, root: Path, target: ImageTarget) -> None:
+        self.target = target
+        ignore = dockerignore_path(root / target.context, root / target.dockerfile)
+        self.ignore_file = Path(os.path.relpath(ignore, root)).as_posix() if ignore else None
+        text = ignore.read_text() if ignore else ""
+        self.matcher = IgnoreMatcher(parse_dockerignore(text))
+
+    def holds(self, path: str) -> bool:
+        target = self.target
+        if path in (target.dockerfile, self.ignore_file):
+            return True
+        rel = _under(path, target.context)
+        if rel is None:
+            return False
+        if target.srcs is not None:
+            return any(rel == src or rel.startswith(src + "/") for src in target.srcs)
+        return not self.matcher.is_excluded(rel)
+
+
+def _rootfs_holds(target: RootfsTarget, path: str) -> bool:
+    return path in (target.tarball, target.script, *target.srcs)
+
+
+def targets_owning(loaded: LoadedWorkspace, changed: Iterable[str]) -> set[Label]:
+    """Targets with at least one of the ``changed`` workspace-relative paths among their inputs."""
+    paths = {Path(os.path.normpath(p)).as_posix() for p in changed}
+    graph = loaded.graph
+    if paths & GLOBAL_FILES:
+        return set(graph.targets)
+    hit: set[Label] = set()
+    for package in loaded.packages:
+        if package.build_file in paths or paths.intersection(package.loads):
+            hit.update(t.label for t in package.targets)
+    for label, target in graph.targets.items():
+        if label not in hit and _holds_any(loaded.root, target, paths):
+            hit.add(label)
+    return hit
+
+
+def _holds_any(root: Path, target: Target, paths: set[str]) -> bool:
+    if isinstance(target, RootfsTarget):
+        return any(_rootfs_holds(target, p) for p in paths)
+    inputs = _ImageInputs(root, target)
+    return any(inputs.holds(p) for p in paths)

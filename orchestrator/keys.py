@@ -1,0 +1,176 @@
+"""Content keys: a digest of a canonical, length-prefixed manifest, Merkle over parents' keys.
+
+A manifest is a sorted-by-construction list of ``(name, value)`` entries: the key schema version,
+the rule kind and every attribute that changes the output, the Dockerfile's bytes, every context
+entry (path, type, exec bit, link target or content hash), the platform, the external bases and the
+parents' keys. Nothing machine-specific enters it: no absolute path, mtime, owner or host name.
+The manifest is stored under its key so ``explain`` can later say what changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
+from orchestrator.context import ContextEntry, EntryKind, context_entries, declared_entries
+from orchestrator.digests import file_hasher, new_hasher
+from orchestrator.graph import TargetGraph
+from orchestrator.label import Label
+from orchestrator.model import ImageTarget, Node, RootfsTarget
+
+KEY_SCHEMA = "1"
+Manifest = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeKey:
+    node: Node
+    key: str
+    manifest: Manifest
+
+
+def encode(manifest: Manifest) -> bytes:
+    """Length-prefixed so no two manifests share an encoding."""
+    out = bytearray()
+    for name, value in manifest:
+        for text in (name, value):
+            data = text.encode()
+            out += len(data).to_bytes(8, "big")
+            out += data
+    return bytes(out)
+
+
+def digest_manifest(manifest: Manifest, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
+    hasher.update(encode(manifest))
+    return hasher.hexdigest()
+
+
+def _entry_value(entry: ContextEntry, digest: str | None) -> str:
+    if entry.kind is EntryKind.SYMLINK:
+        return f"symlink {entry.link_target}"
+    if entry.kind is EntryKind.DIR:
+        return "dir"
+    return f"file {'x' if entry.executable else '-'} {digest}"
+
+
+def _stat_entries(entries: Iterable[ContextEntry]) -> list[StatEntry]:
+    return [
+        StatEntry(e.path, e.abs_path, e.size, e.mtime_ns, e.ctime_ns, e.inode)
+        for e in entries
+        if e.kind is EntryKind.FILE
+    ]
+
+
+class KeyComputer:
+    """Computes (and memoises) the key of every node it is asked for, parents first."""
+
+    def __init__(self, root: Path, graph: TargetGraph, stat_cache: StatCache, *, algorithm: str = "xxh3") -> None:
+        self.root = root
+        self.graph = graph
+        self.stat_cache = stat_cache
+        self.algorithm = algorithm
+        self._hash_file = file_hasher(algorithm)
+        self._inputs: dict[Label, Manifest] = {}
+        self._keys: dict[Node, NodeKey] = {}
+
+    def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
+        wanted = set(nodes)
+        closure = set(wanted)
+        for node in wanted:
+            closure.update(self.graph.node_ancestors(node))
+        for node in self.graph.topological_nodes(closure):
+            self.key(node)
+        return [self._keys[n] for n in sorted(wanted)]
+
+    def key(self, node: Node) -> NodeKey:
+        if node not in self._keys:
+            manifest = self._manifest(node)
+            self._keys[node] = NodeKey(node=node, key=digest_manifest(manifest, self.algorithm), manifest=manifest)
+        return self._keys[node]
+
+    def _manifest(self, node: Node) -> Manifest:
+        target = self.graph.targets[node.label]
+        deps = self.graph.node_deps[node]
+        entries: list[tuple[str, str]] = [
+            ("schema", KEY_SCHEMA),
+            ("digest", self.algorithm),
+            ("kind", target.kind),
+            ("platform", node.platform),
+        ]
+        entries += [(f"label {k}", v) for k, v in target.labels]
+        entries += self.target_inputs(node.label)
+        entries += [(f"external {ref}", "unpinned") for ref in deps.externals]
+        entries += [
+            (f"parent {p.reference}", self.key(p.node).key)
+            for p in sorted(deps.parents, key=lambda p: (p.reference, p.line))
+        ]
+        return tuple(entries)
+
+    def target_inputs(self, label: Label) -> Manifest:
+        """The platform-independent inputs of a target (hashed once for all its platforms)."""
+        if label not in self._inputs:
+            target = self.graph.targets[label]
+            if isinstance(target, ImageTarget):
+                self._inputs[label] = self._image_inputs(target)
+            else:
+                self._inputs[label] = self._rootfs_inputs(target)
+        return self._inputs[label]
+
+    def _image_inputs(self, target: ImageTarget) -> Manifest:
+        context_dir = self.root / target.context
+        dockerfile = self.root / target.dockerfile
+        started = now_ns()
+        if target.srcs is None:
+            entries = context_entries(context_dir, dockerfile, workspace_root=self.root)
+            mode = "dockerignore"
+        else:
+            entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
+            mode = "srcs"
+        tree_key = f"stat:{self.algorithm}:{mode}:{context_dir}"
+        hashes = self.stat_cache.hashes(tree_key, _stat_entries(entries), started, self._hash_file)
+        result: list[tuple[str, str]] = [
+            ("dockerfile", self._hash_file(str(dockerfile))),
+            ("dockerfile.name", os.path.basename(target.dockerfile)),
+            ("target", target.target or ""),
+            ("hermetic", "" if target.hermetic is None else str(target.hermetic).lower()),
+            ("context.mode", mode),
+        ]
+        result += [(f"build_arg {k}", v) for k, v in target.build_args]
+        result += [(f"ctx {e.path}", _entry_value(e, hashes.get(e.path))) for e in entries]
+        return tuple(result)
+
+    def _rootfs_inputs(self, target: RootfsTarget) -> Manifest:
+        files = [p for p in (target.tarball, target.script, *target.srcs) if p is not None]
+        started = now_ns()
+        stats = []
+        for rel in sorted(set(files)):
+            st = os.lstat(self.root / rel)
+            stats.append(StatEntry(rel, str(self.root / rel), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        hashes = self.stat_cache.hashes(
+            f"stat:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_file
+        )
+        result: list[tuple[str, str]] = []
+        if target.tarball is not None:
+            result.append(("tarball", hashes[target.tarball]))
+        if target.script is not None:
+            result.append(("script", hashes[target.script]))
+            result.append(("script.exec", "x" if os.access(self.root / target.script, os.X_OK) else "-"))
+        result += [(f"src {rel}", hashes[rel]) for rel in target.srcs]
+        return tuple(result)
+
+
+def diff_manifests(
+    old: Sequence[Sequence[str]], new: Sequence[Sequence[str]]
+) -> list[tuple[str, str | None, str | None]]:
+    """Entries that differ: ``(name, old value or None, new value or None)``, in name order."""
+    before = {entry[0]: entry[1] for entry in old}
+    after = {entry[0]: entry[1] for entry in new}
+    return [
+        (name, before.get(name), after.get(name))
+        for name in sorted(before.keys() | after.keys())
+        if before.get(name) != after.get(name)
+    ]
