@@ -13,7 +13,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from orchestrator import dockerfile as df
+import orchestrator.dockerfile as df
 from orchestrator.errors import (
     CycleError,
     GraphError,

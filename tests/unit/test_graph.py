@@ -1,0 +1,108 @@
+"""TargetGraph on hand-made nodes: topological order, selection, cycles."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator import query
+from orchestrator.errors import CycleError, NothingMatchedError, UnknownTargetError
+from orchestrator.graph import NodeDeps, ParentRef, TargetGraph
+from orchestrator.label import Label
+from orchestrator.model import ImageTarget, Node
+
+PLATFORM = "linux/amd64"
+
+
+def target(label: Label) -> ImageTarget:
+    return ImageTarget(
+        label=label,
+        dockerfile=f"{label.package}/Dockerfile",
+        context=label.package,
+        srcs=None,
+        repository=label.name,
+        tags=("latest",),
+        build_args=(),
+        target=None,
+        platforms=None,
+        labels=(),
+        base=None,
+        hermetic=None,
+        build_file=f"{label.package}/BUILD",
+    )
+
+
+def make_graph(edges: list[tuple[int, int]], count: int) -> TargetGraph:
+    labels = [Label(f"p{i % 3}", f"t{i}") for i in range(count)]
+    parents: dict[int, list[int]] = {i: [] for i in range(count)}
+    for parent, child in edges:
+        parents[child].append(parent)
+    deps = {
+        Node(labels[i], PLATFORM): NodeDeps(
+            parents=tuple(
+                ParentRef(reference=f"t{p}", line=1, kind="from", node=Node(labels[p], PLATFORM)) for p in parents[i]
+            ),
+            externals=(),
+        )
+        for i in range(count)
+    }
+    return TargetGraph({lab: target(lab) for lab in labels}, deps, {f"t{i}:latest": labels[i] for i in range(count)})
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
+    count = draw(st.integers(min_value=1, max_value=25))
+    edges = draw(
+        st.lists(
+            st.tuples(st.integers(0, count - 1), st.integers(0, count - 1)).filter(lambda e: e[0] < e[1]),
+            max_size=60,
+            unique=True,
+        )
+    )
+    return count, edges
+
+
+@settings(max_examples=200, deadline=None)
+@given(dags())
+def test_buildorder_is_valid_on_random_dags(dag: tuple[int, list[tuple[int, int]]]) -> None:
+    count, edges = dag
+    graph = make_graph(edges, count)
+    order = query.buildorder(graph, graph.select(["//..."]))
+    assert len(order) == count
+    position = {label: i for i, label in enumerate(order)}
+    for parent, child in graph.labels.edges:
+        assert position[parent] < position[child]
+    assert order == query.buildorder(graph, graph.select(["//..."]))  # stable
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags(), st.data())
+def test_rdeps_is_the_set_of_nodes_reachable_downstream(
+    dag: tuple[int, list[tuple[int, int]]], data: st.DataObject
+) -> None:
+    count, edges = dag
+    graph = make_graph(edges, count)
+    start = data.draw(st.sampled_from(sorted(graph.targets)))
+    found = query.rdeps(graph, start)
+    for label in graph.targets:
+        reachable = label != start and start in query.deps(graph, label)
+        assert (label in found) == reachable
+
+
+def test_cycle_error_holds_the_cycle() -> None:
+    with pytest.raises(CycleError) as caught:
+        make_graph([(0, 1), (1, 2), (2, 0)], 3)
+    assert sorted(caught.value.cycle) == ["//p0:t0", "//p1:t1", "//p2:t2"]
+    assert caught.value.exit_code == 2
+
+
+def test_select_patterns() -> None:
+    graph = make_graph([], 6)
+    assert graph.select(["//p1/..."]) == [Label("p1", "t1"), Label("p1", "t4")]
+    assert graph.select(["//p0:all", "//p2:t2"]) == [Label("p0", "t0"), Label("p0", "t3"), Label("p2", "t2")]
+    assert graph.select(["t5"]) == [Label("p2", "t5")]  # an image reference
+    with pytest.raises(NothingMatchedError):
+        graph.select(["//p9/..."])
+    with pytest.raises(UnknownTargetError, match="did you mean"):
+        graph.select(["//p0:t30"])
