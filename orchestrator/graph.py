@@ -126,6 +126,8 @@ def _is_pattern(text: str) -> bool:
 
 
 def _check_acyclic(graph: nx.DiGraph[Label]) -> None:
+    if nx.is_directed_acyclic_graph(graph):
+        return
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:

@@ -7,6 +7,7 @@ file:line:column Starlark reports, so the user sees one clean message.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ from typing import Any
 
 import starlark as sl
 
-from orchestrator.buildfile.rules import PackageContext, rule_functions
+from orchestrator.buildfile.rules import PackageContext, PathResolver, rule_functions
 from orchestrator.buildfile.settings import settings_from_kwargs
 from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, Location, OrchestratorError
 from orchestrator.label import Label
 from orchestrator.model import Target, WorkspaceSettings
-from orchestrator.workspace import build_file, workspace_file
+from orchestrator.workspace import BUILD_FILES, workspace_file
 
 _LOCATION_RE = re.compile(r"-->\s+(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)")
 _ERROR_RE = re.compile(r"^error: (?P<msg>.*)$", re.MULTILINE)
@@ -132,18 +133,30 @@ class _Session:
         return tuple(sorted(seen))
 
 
+def _read_build_file(root: Path, package: str) -> tuple[str, str]:
+    """(workspace-relative path, text) of the package's BUILD or BUILD.bazel file."""
+    for name in BUILD_FILES:
+        display = f"{package}/{name}" if package else name
+        try:
+            with open(os.path.join(root, display), encoding="utf-8") as handle:
+                return display, handle.read()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+    raise BuildFileError(f"package //{package} has no BUILD file")
+
+
 def load_packages(root: Path, packages: Iterable[str]) -> list[LoadedPackage]:
     """Evaluate the BUILD file of each package; targets in declaration order per package."""
     session = _Session(root)
+    resolver = PathResolver(root)
     loaded = []
     for package in packages:
-        path = build_file(root, package)
-        display = path.relative_to(root).as_posix()
-        context = PackageContext(root=root, package=package, build_file=display)
+        display, text = _read_build_file(root, package)
+        context = PackageContext(root=root, package=package, build_file=display, resolver=resolver)
         session.stack.append(context)
         session.module_loads[""] = set()
         try:
-            session.evaluate(display, path.read_text(), session.new_module())
+            session.evaluate(display, text, session.new_module())
         finally:
             session.stack.pop()
         loaded.append(

@@ -1,0 +1,77 @@
+"""The stat cache reuses hashes only for unchanged, non-racy entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.cache.statcache import RACY_WINDOW_NS, StatCache, StatEntry
+from orchestrator.cache.store import Store
+
+T0 = 1_700_000_000_000_000_000
+
+
+class CountingHasher:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, path: str) -> str:
+        self.calls.append(path)
+        return f"h({path})#{len(self.calls)}"
+
+
+def entry(path: str, mtime: int, *, size: int = 10, ctime: int | None = None, inode: int = 1) -> StatEntry:
+    return StatEntry(path, f"/abs/{path}", size, mtime, mtime if ctime is None else ctime, inode)
+
+
+def test_unchanged_old_entries_are_not_reread(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        entries = [entry("a", T0), entry("b", T0)]
+        first = cache.hashes("tree", entries, T0 + 10 * RACY_WINDOW_NS, hasher)
+        second = cache.hashes("tree", entries, T0 + 11 * RACY_WINDOW_NS, hasher)
+    assert first == second
+    assert len(hasher.calls) == 2
+
+
+def test_racy_entry_is_rehashed_until_it_is_old_enough(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        racy = [entry("a", T0)]
+        cache.hashes("tree", racy, T0 + 1000, hasher)  # stat'ed in the same tick as the write
+        cache.hashes("tree", racy, T0 + 5 * RACY_WINDOW_NS, hasher)  # racy then: read again
+        cache.hashes("tree", racy, T0 + 6 * RACY_WINDOW_NS, hasher)  # trusted now
+    assert len(hasher.calls) == 2
+
+
+def test_any_stat_field_change_forces_a_reread(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        late = T0 + 10 * RACY_WINDOW_NS
+        cache.hashes("tree", [entry("a", T0)], late, hasher)
+        for changed in (
+            entry("a", T0, size=11),
+            entry("a", T0 + 1),
+            entry("a", T0, ctime=T0 + 5),
+            entry("a", T0, inode=2),
+        ):
+            before = len(hasher.calls)
+            cache.hashes("tree", [changed], late, hasher)
+            assert len(hasher.calls) == before + 1
+            cache.hashes("tree", [entry("a", T0)], late, hasher)
+
+
+def test_trees_are_kept_apart(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        late = T0 + 10 * RACY_WINDOW_NS
+        cache.hashes("one", [entry("a", T0)], late, hasher)
+        cache.hashes("two", [entry("a", T0)], late, hasher)
+    assert len(hasher.calls) == 2
+
+
+def test_records_are_json_not_pickle(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        StatCache(store).hashes("tree", [entry("a", T0)], T0, CountingHasher())
+        raw = store._cache.get("tree")
+    assert isinstance(raw, str)
+    assert raw.startswith("{")
