@@ -16,8 +16,12 @@ moby/patternmatcher (``New``, ``Pattern.compile``/``match``, ``MatchesOrParentMa
   and the *last* matching pattern decides: the path is excluded unless that one is an exception.
 
 Deviations, all on patterns Docker would mishandle or reject at build time: ``\\x`` is always a
-literal ``x`` (Go hands ``\\d`` to its regexp engine as a digit class), ``^`` outside a class is a
-literal (in Docker it can never match) and class contents are never wildcards.
+literal ``x`` (Go hands ``\\d`` to its regexp engine as a digit class), ``^`` outside a class is
+a literal (in a wildcard pattern Go's regexp reads it as an anchor that never matches), and
+``*``/``?`` inside a class are literals. And BuildKit matches incrementally with
+``MatchesUsingParentResults``, which disagrees with ``MatchesOrParentMatches`` (implemented here,
+as the classic builder does) when a pattern is repeated after an exception: with ``a``, ``!a/b``,
+``a`` BuildKit keeps ``a/b``, we exclude it.
 """
 
 from __future__ import annotations
