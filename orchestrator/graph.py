@@ -56,6 +56,9 @@ class TargetGraph:
         self.targets = dict(sorted(targets.items()))
         self.node_deps = dict(node_deps)
         self.owners = dict(owners)  # "repo:tag" -> label
+        self._nodes_by_label: dict[Label, list[Node]] = {}
+        for node in sorted(self.node_deps):
+            self._nodes_by_label.setdefault(node.label, []).append(node)
         self.nodes: nx.DiGraph[Node] = nx.DiGraph()
         self.labels: nx.DiGraph[Label] = nx.DiGraph()
         self.labels.add_nodes_from(self.targets)
@@ -70,7 +73,7 @@ class TargetGraph:
         return tuple(sorted(n.platform for n in self.nodes_of(label)))
 
     def nodes_of(self, label: Label) -> list[Node]:
-        return sorted(n for n in self.node_deps if n.label == label)
+        return list(self._nodes_by_label.get(label, ()))
 
     def resolve(self, text: str) -> Label:
         """A label or an image reference a target produces, else UnknownTargetError."""
@@ -101,15 +104,27 @@ class TargetGraph:
             chosen.update(matched)
         return sorted(chosen)
 
-    def node_ancestors(self, node: Node) -> set[Node]:
-        return set(nx.ancestors(self.nodes, node))
+    def nodes_with_ancestors(self, nodes: Iterable[Node]) -> set[Node]:
+        """``nodes`` and every node they are built on (one traversal for all of them)."""
+        seen = set(nodes)
+        todo = list(seen)
+        while todo:
+            for parent in self.nodes.predecessors(todo.pop()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
 
     def with_dependencies(self, labels: Iterable[Label]) -> set[Label]:
-        closure: set[Label] = set()
-        for label in labels:
-            closure.add(label)
-            closure.update(nx.ancestors(self.labels, label))
-        return closure
+        """``labels`` and every target they are built on."""
+        seen = set(labels)
+        todo = list(seen)
+        while todo:
+            for parent in self.labels.predecessors(todo.pop()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
 
     def topological_labels(self, labels: Iterable[Label] | None = None) -> list[Label]:
         """A stable topological order (ties broken by label) of ``labels`` (default: all)."""

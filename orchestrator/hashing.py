@@ -15,6 +15,10 @@ def manifest_key(key: str) -> str:
     return f"manifest:{key}"
 
 
+def inputs_key(digest: str) -> str:
+    return f"inputs:{digest}"
+
+
 def compute_keys(loaded: LoadedWorkspace, labels: Iterable[Label], *, cache_dir: str | None) -> list[NodeKey]:
     """Keys of every node of ``labels``; each new manifest is stored for ``explain``."""
     nodes = [n for label in labels for n in loaded.graph.nodes_of(label)]
@@ -23,6 +27,8 @@ def compute_keys(loaded: LoadedWorkspace, labels: Iterable[Label], *, cache_dir:
             loaded.root, loaded.graph, StatCache(store), algorithm=loaded.workspace.settings.key_digest
         )
         keys = computer.keys(nodes)
+        for digest, manifest in computer.new_inputs.items():
+            store.add(inputs_key(digest), [list(entry) for entry in manifest])
         for node_key in keys:
             name = manifest_key(node_key.key)
             if name not in store:

@@ -10,7 +10,7 @@ The manifest is stored under its key so ``explain`` can later say what changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from orchestrator.label import Label
 from orchestrator.model import ImageTarget, Node, RootfsTarget
 
 KEY_SCHEMA = "1"
+DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
 Manifest = tuple[tuple[str, str], ...]
 
 
@@ -34,13 +35,13 @@ class NodeKey:
 
 def encode(manifest: Manifest) -> bytes:
     """Length-prefixed so no two manifests share an encoding."""
-    out = bytearray()
-    for name, value in manifest:
-        for text in (name, value):
+    parts: list[bytes] = []
+    for entry in manifest:
+        for text in entry:
             data = text.encode()
-            out += len(data).to_bytes(8, "big")
-            out += data
-    return bytes(out)
+            parts.append(len(data).to_bytes(8, "big"))
+            parts.append(data)
+    return b"".join(parts)
 
 
 def digest_manifest(manifest: Manifest, algorithm: str) -> str:
@@ -49,20 +50,12 @@ def digest_manifest(manifest: Manifest, algorithm: str) -> str:
     return hasher.hexdigest()
 
 
-def _entry_value(entry: ContextEntry, digest: str | None) -> str:
+def _entry_value(entry: ContextEntry, hashes: Mapping[str, str]) -> str:
     if entry.kind is EntryKind.SYMLINK:
         return f"symlink {entry.link_target}"
     if entry.kind is EntryKind.DIR:
         return "dir"
-    return f"file {'x' if entry.executable else '-'} {digest}"
-
-
-def _stat_entries(entries: Iterable[ContextEntry]) -> list[StatEntry]:
-    return [
-        StatEntry(e.path, e.abs_path, e.size, e.mtime_ns, e.ctime_ns, e.inode)
-        for e in entries
-        if e.kind is EntryKind.FILE
-    ]
+    return f"file {'x' if entry.executable else '-'} {hashes[entry.path]}"
 
 
 class KeyComputer:
@@ -76,13 +69,11 @@ class KeyComputer:
         self._hash_file = file_hasher(algorithm)
         self._inputs: dict[Label, Manifest] = {}
         self._keys: dict[Node, NodeKey] = {}
+        self.new_inputs: dict[str, Manifest] = {}  # input manifests computed in this run, by digest
 
     def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
         wanted = set(nodes)
-        closure = set(wanted)
-        for node in wanted:
-            closure.update(self.graph.node_ancestors(node))
-        for node in self.graph.topological_nodes(closure):
+        for node in self.graph.topological_nodes(self.graph.nodes_with_ancestors(wanted)):
             self.key(node)
         return [self._keys[n] for n in sorted(wanted)]
 
@@ -130,37 +121,63 @@ class KeyComputer:
         else:
             entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
             mode = "srcs"
-        tree_key = f"stat:{self.algorithm}:{mode}:{context_dir}"
-        hashes = self.stat_cache.hashes(tree_key, _stat_entries(entries), started, self._hash_file)
+        st = os.stat(dockerfile)
+        dockerfile_entry = StatEntry(DOCKERFILE, str(dockerfile), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        tree: list[ContextEntry | StatEntry] = [*entries, dockerfile_entry]
+
+        def summarize(hashes: Mapping[str, str]) -> str:
+            manifest = (
+                ("dockerfile", hashes[DOCKERFILE]),
+                *((f"ctx {e.path}", _entry_value(e, hashes)) for e in entries),
+            )
+            return self._remember_inputs(manifest)
+
+        digest = self.stat_cache.tree(
+            f"tree:{self.algorithm}:{mode}:{context_dir}:{dockerfile}", tree, started, self._hash_entry, summarize
+        )
         result: list[tuple[str, str]] = [
-            ("dockerfile", self._hash_file(str(dockerfile))),
             ("dockerfile.name", os.path.basename(target.dockerfile)),
             ("target", target.target or ""),
             ("hermetic", "" if target.hermetic is None else str(target.hermetic).lower()),
             ("context.mode", mode),
         ]
         result += [(f"build_arg {k}", v) for k, v in target.build_args]
-        result += [(f"ctx {e.path}", _entry_value(e, hashes.get(e.path))) for e in entries]
+        result.append(("inputs", digest))
         return tuple(result)
 
+    def _hash_entry(self, entry: ContextEntry | StatEntry) -> str:
+        if isinstance(entry, StatEntry) or entry.kind is EntryKind.FILE:
+            return self._hash_file(entry.abs_path)
+        return ""
+
+    def _remember_inputs(self, manifest: Manifest) -> str:
+        """Digest of an input manifest, stored (once) so ``explain`` can list its entries."""
+        digest = digest_manifest(manifest, self.algorithm)
+        self.new_inputs[digest] = manifest
+        return digest
+
     def _rootfs_inputs(self, target: RootfsTarget) -> Manifest:
-        files = [p for p in (target.tarball, target.script, *target.srcs) if p is not None]
+        files = sorted({p for p in (target.tarball, target.script, *target.srcs) if p is not None})
         started = now_ns()
         stats = []
-        for rel in sorted(set(files)):
+        for rel in files:
             st = os.lstat(self.root / rel)
             stats.append(StatEntry(rel, str(self.root / rel), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-        hashes = self.stat_cache.hashes(
-            f"stat:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_file
+
+        def summarize(hashes: Mapping[str, str]) -> str:
+            manifest: list[tuple[str, str]] = []
+            if target.tarball is not None:
+                manifest.append(("tarball", hashes[target.tarball]))
+            if target.script is not None:
+                manifest.append(("script", hashes[target.script]))
+                manifest.append(("script.exec", "x" if os.access(self.root / target.script, os.X_OK) else "-"))
+            manifest += [(f"src {rel}", hashes[rel]) for rel in target.srcs]
+            return self._remember_inputs(tuple(manifest))
+
+        digest = self.stat_cache.tree(
+            f"tree:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_entry, summarize
         )
-        result: list[tuple[str, str]] = []
-        if target.tarball is not None:
-            result.append(("tarball", hashes[target.tarball]))
-        if target.script is not None:
-            result.append(("script", hashes[target.script]))
-            result.append(("script.exec", "x" if os.access(self.root / target.script, os.X_OK) else "-"))
-        result += [(f"src {rel}", hashes[rel]) for rel in target.srcs]
-        return tuple(result)
+        return (("inputs", digest),)
 
 
 def diff_manifests(

@@ -16,7 +16,7 @@ from typing import Any
 
 import starlark as sl
 
-from orchestrator.buildfile.rules import PackageContext, PathResolver, rule_functions
+from orchestrator.buildfile.rules import PackageContext, rule_functions
 from orchestrator.buildfile.settings import settings_from_kwargs
 from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, Location, OrchestratorError
@@ -148,11 +148,10 @@ def _read_build_file(root: Path, package: str) -> tuple[str, str]:
 def load_packages(root: Path, packages: Iterable[str]) -> list[LoadedPackage]:
     """Evaluate the BUILD file of each package; targets in declaration order per package."""
     session = _Session(root)
-    resolver = PathResolver(root)
     loaded = []
     for package in packages:
         display, text = _read_build_file(root, package)
-        context = PackageContext(root=root, package=package, build_file=display, resolver=resolver)
+        context = PackageContext(root=root, package=package, build_file=display)
         session.stack.append(context)
         session.module_loads[""] = set()
         try:

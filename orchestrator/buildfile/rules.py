@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.buildfile.globbing import glob
+from orchestrator.context import real_dir, real_path
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
 from orchestrator.label import Label, valid_name
 from orchestrator.model import ImageTarget, Pairs, RootfsTarget, Target
@@ -57,40 +58,6 @@ ROOTFS_ATTRS: Mapping[str, str] = {
 }
 
 
-class PathResolver:
-    """Resolves paths against the workspace with symlinks followed, memoising directories.
-
-    BUILD files name a few paths each; across 1,000 packages, resolving every component again
-    (what ``Path.resolve`` does) dominates loading, so resolved directories are remembered.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = os.path.realpath(root)
-        self._dirs: dict[str, str] = {}
-
-    def _real_dir(self, directory: str) -> str:
-        """Real path of a directory, from its parent's (memoised) plus one lstat of its own."""
-        real = self._dirs.get(directory)
-        if real is None:
-            parent, name = os.path.split(directory)
-            if not name or parent == directory:
-                real = os.path.realpath(directory)
-            else:
-                candidate = os.path.join(self._real_dir(parent), name)
-                real = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
-            self._dirs[directory] = real
-        return real
-
-    def resolve(self, joined: str) -> str:
-        """The real path of the normalised absolute path ``joined``."""
-        head, tail = os.path.split(joined)
-        real = os.path.join(self._real_dir(head), tail)
-        return os.path.realpath(real) if os.path.islink(real) else real
-
-    def inside(self, real: str) -> bool:
-        return real == self.root or real.startswith(self.root + os.sep)
-
-
 @dataclass(slots=True)
 class PackageContext:
     """The package whose BUILD file is being evaluated, and the targets it has declared so far."""
@@ -98,7 +65,6 @@ class PackageContext:
     root: Path
     package: str
     build_file: str  # workspace-relative
-    resolver: PathResolver
     targets: dict[str, Target] = field(default_factory=dict)
 
     @property
@@ -149,9 +115,10 @@ def _workspace_path(ctx: PackageContext, value: str, *, what: str, must_exist: s
     """``value`` (package-relative) as a workspace-relative POSIX path, checked to stay inside."""
     root = str(ctx.root)
     joined = os.path.normpath(os.path.join(root, ctx.package, value))
-    real = ctx.resolver.resolve(joined)
-    if not ctx.resolver.inside(real):
-        raise WorkspaceError(f"{what} {value!r} resolves outside the workspace {ctx.resolver.root} (to {real})")
+    real = real_path(joined)
+    real_root = real_dir(root)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise WorkspaceError(f"{what} {value!r} resolves outside the workspace {real_root} (to {real})")
     if must_exist == "file" and not os.path.isfile(real):
         raise BuildFileError(f"{what} {value!r} does not exist (looked for {joined})")
     if must_exist == "dir" and not os.path.isdir(real):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.cache.statcache import RACY_WINDOW_NS, StatCache, StatEntry
@@ -13,10 +15,20 @@ T0 = 1_700_000_000_000_000_000
 class CountingHasher:
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.summaries = 0
 
-    def __call__(self, path: str) -> str:
-        self.calls.append(path)
-        return f"h({path})#{len(self.calls)}"
+    def __call__(self, entry: StatEntry) -> str:
+        self.calls.append(entry.path)
+        return f"h({entry.path})#{len(self.calls)}"
+
+    def summarize(self, hashes: Mapping[str, str]) -> str:
+        self.summaries += 1
+        return json.dumps(hashes, sort_keys=True)
+
+
+def hashes(cache: StatCache, tree: str, entries: list[StatEntry], at: int, hasher: CountingHasher) -> dict[str, str]:
+    result: dict[str, str] = json.loads(cache.tree(tree, entries, at, hasher, hasher.summarize))
+    return result
 
 
 def entry(path: str, mtime: int, *, size: int = 10, ctime: int | None = None, inode: int = 1) -> StatEntry:
@@ -27,8 +39,8 @@ def test_unchanged_old_entries_are_not_reread(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         cache, hasher = StatCache(store), CountingHasher()
         entries = [entry("a", T0), entry("b", T0)]
-        first = cache.hashes("tree", entries, T0 + 10 * RACY_WINDOW_NS, hasher)
-        second = cache.hashes("tree", entries, T0 + 11 * RACY_WINDOW_NS, hasher)
+        first = hashes(cache, "tree", entries, T0 + 10 * RACY_WINDOW_NS, hasher)
+        second = hashes(cache, "tree", entries, T0 + 11 * RACY_WINDOW_NS, hasher)
     assert first == second
     assert len(hasher.calls) == 2
 
@@ -37,9 +49,9 @@ def test_racy_entry_is_rehashed_until_it_is_old_enough(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         cache, hasher = StatCache(store), CountingHasher()
         racy = [entry("a", T0)]
-        cache.hashes("tree", racy, T0 + 1000, hasher)  # stat'ed in the same tick as the write
-        cache.hashes("tree", racy, T0 + 5 * RACY_WINDOW_NS, hasher)  # racy then: read again
-        cache.hashes("tree", racy, T0 + 6 * RACY_WINDOW_NS, hasher)  # trusted now
+        hashes(cache, "tree", racy, T0 + 1000, hasher)  # stat'ed in the same tick as the write
+        hashes(cache, "tree", racy, T0 + 5 * RACY_WINDOW_NS, hasher)  # racy then: read again
+        hashes(cache, "tree", racy, T0 + 6 * RACY_WINDOW_NS, hasher)  # trusted now
     assert len(hasher.calls) == 2
 
 
@@ -47,7 +59,7 @@ def test_any_stat_field_change_forces_a_reread(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         cache, hasher = StatCache(store), CountingHasher()
         late = T0 + 10 * RACY_WINDOW_NS
-        cache.hashes("tree", [entry("a", T0)], late, hasher)
+        hashes(cache, "tree", [entry("a", T0)], late, hasher)
         for changed in (
             entry("a", T0, size=11),
             entry("a", T0 + 1),
@@ -55,23 +67,36 @@ def test_any_stat_field_change_forces_a_reread(tmp_path: Path) -> None:
             entry("a", T0, inode=2),
         ):
             before = len(hasher.calls)
-            cache.hashes("tree", [changed], late, hasher)
+            hashes(cache, "tree", [changed], late, hasher)
             assert len(hasher.calls) == before + 1
-            cache.hashes("tree", [entry("a", T0)], late, hasher)
+            hashes(cache, "tree", [entry("a", T0)], late, hasher)
 
 
 def test_trees_are_kept_apart(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         cache, hasher = StatCache(store), CountingHasher()
         late = T0 + 10 * RACY_WINDOW_NS
-        cache.hashes("one", [entry("a", T0)], late, hasher)
-        cache.hashes("two", [entry("a", T0)], late, hasher)
+        hashes(cache, "one", [entry("a", T0)], late, hasher)
+        hashes(cache, "two", [entry("a", T0)], late, hasher)
     assert len(hasher.calls) == 2
 
 
 def test_records_are_json_not_pickle(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
-        StatCache(store).hashes("tree", [entry("a", T0)], T0, CountingHasher())
+        hashes(StatCache(store), "tree", [entry("a", T0)], T0, CountingHasher())
         raw = store._cache.get("tree")
     assert isinstance(raw, str)
     assert raw.startswith("{")
+
+
+def test_summary_is_reused_only_when_nothing_changed(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        late = T0 + 10 * RACY_WINDOW_NS
+        hashes(cache, "tree", [entry("a", T0)], late, hasher)
+        hashes(cache, "tree", [entry("a", T0)], late, hasher)
+        assert hasher.summaries == 1
+        hashes(cache, "tree", [entry("a", T0), entry("b", T0)], late, hasher)  # a new file
+        assert hasher.summaries == 2
+        hashes(cache, "tree", [entry("b", T0)], late, hasher)  # a file removed
+        assert hasher.summaries == 3
