@@ -11,9 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-
 import orchestrator.dockerfile as df
+from orchestrator.dag import Dag
 from orchestrator.errors import (
     CycleError,
     GraphError,
@@ -59,9 +58,10 @@ class TargetGraph:
         self._nodes_by_label: dict[Label, list[Node]] = {}
         for node in sorted(self.node_deps):
             self._nodes_by_label.setdefault(node.label, []).append(node)
-        self.nodes: nx.DiGraph[Node] = nx.DiGraph()
-        self.labels: nx.DiGraph[Label] = nx.DiGraph()
-        self.labels.add_nodes_from(self.targets)
+        self.nodes: Dag[Node] = Dag()
+        self.labels: Dag[Label] = Dag()
+        for label in self.targets:
+            self.labels.add_node(label)
         for node, deps in self.node_deps.items():
             self.nodes.add_node(node)
             for parent in deps.parents:
@@ -105,49 +105,34 @@ class TargetGraph:
         return sorted(chosen)
 
     def nodes_with_ancestors(self, nodes: Iterable[Node]) -> set[Node]:
-        """``nodes`` and every node they are built on (one traversal for all of them)."""
-        seen = set(nodes)
-        todo = list(seen)
-        while todo:
-            for parent in self.nodes.predecessors(todo.pop()):
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
+        """``nodes`` and every node they are built on."""
+        start = set(nodes)
+        return start | self.nodes.reachable(start, upward=True)
 
     def with_dependencies(self, labels: Iterable[Label]) -> set[Label]:
         """``labels`` and every target they are built on."""
-        seen = set(labels)
-        todo = list(seen)
-        while todo:
-            for parent in self.labels.predecessors(todo.pop()):
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
+        start = set(labels)
+        return start | self.labels.reachable(start, upward=True)
 
     def topological_labels(self, labels: Iterable[Label] | None = None) -> list[Label]:
         """A stable topological order (ties broken by label) of ``labels`` (default: all)."""
-        graph = self.labels if labels is None else self.labels.subgraph(labels)
-        return list(nx.lexicographical_topological_sort(graph, key=str))
+        return self.labels.topological(str, labels)
 
     def topological_nodes(self, nodes: Iterable[Node] | None = None) -> list[Node]:
-        graph = self.nodes if nodes is None else self.nodes.subgraph(nodes)
-        return list(nx.lexicographical_topological_sort(graph, key=str))
+        return self.nodes.topological(str, nodes)
 
 
 def _is_pattern(text: str) -> bool:
     return text in ("//...", "...") or text.endswith(("/...", ":all", ":*"))
 
 
-def _check_acyclic(graph: nx.DiGraph[Label]) -> None:
-    if nx.is_directed_acyclic_graph(graph):
-        return
+def _check_acyclic(graph: Dag[Label]) -> None:
     try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return
-    raise CycleError([str(edge[0]) for edge in cycle])
+        graph.topological(str)
+    except ValueError:
+        cycle = graph.find_cycle()
+        assert cycle is not None
+        raise CycleError([str(label) for label in cycle]) from None
 
 
 def node_platforms(target: Target, settings: WorkspaceSettings) -> tuple[str, ...]:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import networkx as nx
-
+from orchestrator.dag import Dag
 from orchestrator.graph import TargetGraph
 from orchestrator.imageref import ImageReference
 from orchestrator.label import Label
 
 
-def _within(graph: nx.DiGraph[Label], start: Iterable[Label], depth: int | None, *, reverse: bool) -> set[Label]:
-    """Labels reachable from ``start`` (excluded) in at most ``depth`` steps (None: any)."""
-    step = graph.successors if reverse else graph.predecessors
-    seen: set[Label] = set()
-    frontier = set(start)
-    level = 0
-    while frontier and (depth is None or level < depth):
-        nxt = {n for label in frontier for n in step(label)} - seen
-        seen |= nxt
-        frontier = nxt
-        level += 1
-    return seen
+def _within(graph: Dag[Label], start: Iterable[Label], depth: int | None, *, reverse: bool) -> set[Label]:
+    """Labels reachable from ``start`` in at most ``depth`` steps (None: any), downstream if ``reverse``."""
+    return graph.reachable(start, upward=not reverse, depth=depth)
 
 
 def deps(graph: TargetGraph, label: Label, depth: int | None = None) -> set[Label]:
