@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -31,11 +32,14 @@ def hash_bytes(data: bytes, algorithm: str) -> str:
 
 
 def file_hasher(algorithm: str) -> Callable[[str], str]:
-    """A function hashing a file's bytes with one reusable buffer (no per-chunk allocation)."""
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
+    """A function hashing a file's bytes, reusing one buffer per thread (no per-chunk allocation)."""
+    local = threading.local()
 
     def hash_file(path: str) -> str:
+        buffer: bytearray | None = getattr(local, "buffer", None)
+        if buffer is None:
+            buffer = local.buffer = bytearray(_CHUNK)
+        view = memoryview(buffer)
         hasher = new_hasher(algorithm)
         with open(path, "rb", buffering=0) as handle:
             while count := handle.readinto(buffer):

@@ -73,7 +73,8 @@ class KeyComputer:
 
     def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
         wanted = set(nodes)
-        for node in self.graph.topological_nodes(self.graph.nodes_with_ancestors(wanted)):
+        closure = self.graph.nodes_with_ancestors(wanted)
+        for node in self.graph.topological_nodes(closure):
             self.key(node)
         return [self._keys[n] for n in sorted(wanted)]
 
@@ -104,12 +105,14 @@ class KeyComputer:
     def target_inputs(self, label: Label) -> Manifest:
         """The platform-independent inputs of a target (hashed once for all its platforms)."""
         if label not in self._inputs:
-            target = self.graph.targets[label]
-            if isinstance(target, ImageTarget):
-                self._inputs[label] = self._image_inputs(target)
-            else:
-                self._inputs[label] = self._rootfs_inputs(target)
+            self._inputs[label] = self._compute_inputs(label)
         return self._inputs[label]
+
+    def _compute_inputs(self, label: Label) -> Manifest:
+        target = self.graph.targets[label]
+        if isinstance(target, ImageTarget):
+            return self._image_inputs(target)
+        return self._rootfs_inputs(target)
 
     def _image_inputs(self, target: ImageTarget) -> Manifest:
         context_dir = self.root / target.context
