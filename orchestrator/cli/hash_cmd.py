@@ -21,7 +21,9 @@ def hash_(
     """Print LABEL PLATFORM KEY for every node of the selected targets."""
     loaded = load_workspace(ctx)
     selected = loaded.graph.select(patterns or [])
-    keys = compute_keys(loaded, selected, cache_dir=options(ctx).cache_dir)
+    keys, stats = compute_keys(loaded, selected, cache_dir=options(ctx).cache_dir)
+    if options(ctx).verbose:
+        typer.echo(f"read {stats.files_hashed} files ({stats.bytes_hashed / 1e6:.1f} MB) to hash them", err=True)
     if output is Output.json:
         emit_json([{"label": str(k.node.label), "platform": k.node.platform, "key": k.key} for k in keys])
         return
