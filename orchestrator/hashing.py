@@ -10,14 +10,8 @@ from orchestrator.cache.store import Store
 from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
-
-
-def manifest_key(key: str) -> str:
-    return f"manifest:{key}"
-
-
-def inputs_key(digest: str) -> str:
-    return f"inputs:{digest}"
+from orchestrator.manifests import inputs_name, manifest_name
+from orchestrator.model import Node
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,19 +20,25 @@ class HashStats:
     bytes_hashed: int
 
 
+def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]) -> tuple[KeyComputer, list[NodeKey]]:
+    """Keys of ``nodes`` (parents computed on the way); new manifests stored for ``explain``."""
+    computer = KeyComputer(loaded.root, loaded.graph, StatCache(store), algorithm=loaded.workspace.settings.key_digest)
+    keys = computer.keys(nodes)
+    for digest, manifest in computer.new_inputs.items():
+        store.add(inputs_name(digest), [list(entry) for entry in manifest])
+    for node_key in keys:
+        name = manifest_name(node_key.key)
+        if name not in store:
+            store.add(name, [list(entry) for entry in node_key.manifest])
+    return computer, keys
+
+
 def compute_keys(
     loaded: LoadedWorkspace, labels: Iterable[Label], *, cache_dir: str | None
 ) -> tuple[list[NodeKey], HashStats]:
-    """Keys of every node of ``labels``; each new manifest is stored for ``explain``."""
+    """Keys of every node of ``labels``."""
     nodes = [n for label in labels for n in loaded.graph.nodes_of(label)]
     with Store(loaded.workspace.cache_dir(cache_dir)) as store:
-        stat_cache = StatCache(store)
-        computer = KeyComputer(loaded.root, loaded.graph, stat_cache, algorithm=loaded.workspace.settings.key_digest)
-        keys = computer.keys(nodes)
-        for digest, manifest in computer.new_inputs.items():
-            store.add(inputs_key(digest), [list(entry) for entry in manifest])
-        for node_key in keys:
-            name = manifest_key(node_key.key)
-            if name not in store:
-                store.add(name, [list(entry) for entry in node_key.manifest])
-    return keys, HashStats(files_hashed=stat_cache.files_hashed, bytes_hashed=stat_cache.bytes_hashed)
+        computer, keys = keys_with_store(store, loaded, nodes)
+    stats = computer.stat_cache
+    return keys, HashStats(files_hashed=stats.files_hashed, bytes_hashed=stats.bytes_hashed)

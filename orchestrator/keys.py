@@ -10,7 +10,7 @@ The manifest is stored under its key so ``explain`` can later say what changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,7 @@ class KeyComputer:
         self._inputs: dict[Label, Manifest] = {}
         self._keys: dict[Node, NodeKey] = {}
         self.new_inputs: dict[str, Manifest] = {}  # input manifests computed in this run, by digest
+        self.entries: dict[Label, tuple[ContextEntry, ...]] = {}  # the context each image target sends
 
     def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
         wanted = set(nodes)
@@ -124,6 +125,7 @@ class KeyComputer:
         else:
             entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
             mode = "srcs"
+        self.entries[target.label] = entries
         st = os.stat(dockerfile)
         dockerfile_entry = StatEntry(DOCKERFILE, str(dockerfile), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         tree: list[ContextEntry | StatEntry] = [*entries, dockerfile_entry]
@@ -181,16 +183,3 @@ class KeyComputer:
             f"tree:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_entry, summarize
         )
         return (("inputs", digest),)
-
-
-def diff_manifests(
-    old: Sequence[Sequence[str]], new: Sequence[Sequence[str]]
-) -> list[tuple[str, str | None, str | None]]:
-    """Entries that differ: ``(name, old value or None, new value or None)``, in name order."""
-    before = {entry[0]: entry[1] for entry in old}
-    after = {entry[0]: entry[1] for entry in new}
-    return [
-        (name, before.get(name), after.get(name))
-        for name in sorted(before.keys() | after.keys())
-        if before.get(name) != after.get(name)
-    ]

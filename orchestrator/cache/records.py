@@ -1,0 +1,57 @@
+"""Action records: what was built for a key, and which key each node had last.
+
+A record is written only after a build succeeded and its inputs were confirmed unchanged; it is
+trusted only after the image it names is found with the matching key label (the planner checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from orchestrator.cache.store import Store
+from orchestrator.model import Node
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildRecord:
+    key: str
+    label: str
+    platform: str
+    image: str  # the content-tagged reference, repository:key-<key>
+    image_id: str
+    duration_s: float
+    built_at: str  # ISO 8601, UTC
+    log: str
+
+
+def record_key(key: str) -> str:
+    return f"record:{key}"
+
+
+def last_key_name(node: Node) -> str:
+    return f"last:{node.label} {node.platform}"
+
+
+class Records:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, key: str) -> BuildRecord | None:
+        value = self._store.get(record_key(key))
+        return None if value is None else BuildRecord(**value)
+
+    def put(self, node: Node, record: BuildRecord) -> None:
+        self._store.set(record_key(record.key), asdict(record))
+        self._store.set(last_key_name(node), record.key)
+
+    def forget(self, key: str) -> None:
+        self._store.delete(record_key(key))
+
+    def last_key(self, node: Node) -> str | None:
+        value = self._store.get(last_key_name(node))
+        return None if value is None else str(value)
+
+    def note_current(self, node: Node, key: str) -> None:
+        """Remember ``key`` as the node's latest (a cache hit counts as much as a build)."""
+        if self.last_key(node) != key:
+            self._store.set(last_key_name(node), key)

@@ -1,0 +1,1 @@
+"""Running builds: the Executor protocol and its implementations (Docker Engine, fake)."""

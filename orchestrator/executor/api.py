@@ -1,0 +1,97 @@
+"""The contract between the planner/scheduler and whatever runs builds.
+
+A planner describes a build completely in a BuildRequest (what to send, which Dockerfile text,
+which labels); an Executor runs it and reports a BuildResult, or raises BuildFailed. Nothing
+outside ``executor/docker.py`` talks to Docker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orchestrator.context import ContextEntry
+from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
+from orchestrator.model import Node, Pairs
+
+KEY_LABEL = "org.orchestrator.key"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtraFile:
+    """A file added to the build context that is not in the workspace (e.g. a rootfs tarball)."""
+
+    path: str  # inside the context
+    source: str  # absolute path on disk
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildRequest:
+    node: Node
+    key: str
+    image: str  # the content-tagged reference to produce, "repository:key-<key>"
+    context: tuple[ContextEntry, ...]  # exactly the hashed entries, sent as they are
+    extra_files: tuple[ExtraFile, ...] = ()
+    dockerfile_path: str  # where the Dockerfile goes inside the context tar
+    dockerfile_text: str  # the rebound Dockerfile (internal references point at exact parents)
+    build_args: Pairs = ()
+    target: str | None = None
+    platform: str
+    labels: Pairs = ()  # OCI labels and the key label
+    network_mode: str | None = None
+    log_path: str = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    image_id: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageInfo:
+    image_id: str
+    labels: Mapping[str, str]
+    os: str
+    architecture: str
+    variant: str | None
+    repo_tags: tuple[str, ...]
+
+    @property
+    def platform(self) -> str:
+        base = f"{self.os}/{self.architecture}"
+        return f"{base}/{self.variant}" if self.variant else base
+
+
+class BuildFailed(OrchestratorError):
+    """A build ran and failed; ``log_tail`` holds the last lines of its log."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+    def __init__(self, message: str, *, log_path: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+class DaemonUnavailable(OrchestratorError):
+    """The Docker daemon cannot be reached (exit 2)."""
+
+
+class Executor(Protocol):
+    def ping(self) -> None:
+        """Raise DaemonUnavailable unless the engine answers."""
+
+    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+        """Build ``request.image``; raise BuildFailed (log written to ``request.log_path``).
+
+        When ``cancel`` is set the build is stopped as soon as possible and BuildFailed raised.
+        """
+
+    def inspect(self, reference: str) -> ImageInfo | None:
+        """The image named ``reference`` (a tag or an ID), or None when the engine lacks it."""
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        """Point ``repository:tag`` at ``image_id``."""

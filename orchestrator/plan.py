@@ -1,0 +1,112 @@
+"""What a build has to do: for every node of the selection and its dependencies, cached or to build.
+
+A record counts only when the engine still has its image with the matching key label; otherwise the
+node is rebuilt, and the reason says why. Nothing here builds; the planner only describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from orchestrator.cache.records import BuildRecord, Records
+from orchestrator.cache.store import Store
+from orchestrator.executor.api import KEY_LABEL, Executor
+from orchestrator.keys import NodeKey
+from orchestrator.label import Label
+from orchestrator.manifests import changes, describe, load_manifest
+from orchestrator.model import Node
+
+CONTENT_TAG_PREFIX = "key-"
+
+
+class Action(StrEnum):
+    CACHED = "cached"
+    BUILD = "build"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedNode:
+    node: Node
+    key: str
+    image: str  # repository:key-<key>
+    action: Action
+    reason: str
+    record: BuildRecord | None  # the trusted record of a cached node
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    nodes: tuple[PlannedNode, ...]  # parents before children
+    selected: frozenset[Label]
+
+    def by_node(self) -> dict[Node, PlannedNode]:
+        return {p.node: p for p in self.nodes}
+
+    @property
+    def to_build(self) -> list[PlannedNode]:
+        return [p for p in self.nodes if p.action is Action.BUILD]
+
+
+def content_image(repository: str, key: str) -> str:
+    return f"{repository}:{CONTENT_TAG_PREFIX}{key}"
+
+
+def check_record(record: BuildRecord | None, key: str, executor: Executor | None) -> tuple[BuildRecord | None, str]:
+    """The record if it can be trusted, else None and why not."""
+    if record is None:
+        return None, "no record for this key"
+    if executor is None:
+        return record, "recorded (image not checked: no daemon)"
+    info = executor.inspect(record.image)
+    if info is None:
+        return None, f"image {record.image} is gone from the engine"
+    if info.labels.get(KEY_LABEL) != key:
+        return None, f"image {record.image} carries another key label"
+    return record, "recorded, image present"
+
+
+def why_new_key(store: Store, records: Records, node_key: NodeKey) -> str:
+    last = records.last_key(node_key.node)
+    if last is None:
+        return "never built"
+    old = load_manifest(store, last)
+    if old is None:
+        return "new key (the previous manifest is not stored)"
+    found = changes(store, old, node_key.manifest)
+    shown = ", ".join(describe(c) for c in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return f"{shown}{more}" if found else "new key"
+
+
+def make_plan(
+    *,
+    store: Store,
+    keys: list[NodeKey],
+    order: list[Node],
+    repositories: dict[Label, str],
+    selected: frozenset[Label],
+    executor: Executor | None,
+    no_cache: bool = False,
+) -> Plan:
+    records = Records(store)
+    by_node = {k.node: k for k in keys}
+    planned = []
+    for node in order:
+        node_key = by_node[node]
+        image = content_image(repositories[node.label], node_key.key)
+        if no_cache:
+            planned.append(
+                PlannedNode(
+                    node=node, key=node_key.key, image=image, action=Action.BUILD, reason="--no-cache", record=None
+                )
+            )
+            continue
+        record, reason = check_record(records.get(node_key.key), node_key.key, executor)
+        if record is None and reason == "no record for this key":
+            reason = why_new_key(store, records, node_key)
+        action = Action.CACHED if record is not None else Action.BUILD
+        planned.append(
+            PlannedNode(node=node, key=node_key.key, image=image, action=action, reason=reason, record=record)
+        )
+    return Plan(nodes=tuple(planned), selected=selected)
