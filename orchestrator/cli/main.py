@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import graph_cmd, hash_cmd, query_cmd
+from orchestrator.cli import build_cmd, graph_cmd, hash_cmd, query_cmd
 from orchestrator.cli.common import GlobalOptions
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app = typer.Typer(
 app.add_typer(query_cmd.app, name="query")
 app.command(name="graph")(graph_cmd.graph)
 app.command(name="hash")(hash_cmd.hash_)
+app.command(name="build")(build_cmd.build)
+app.command(name="explain")(build_cmd.explain)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,340 @@
+"""One ``orchestrator build``: keys, plan, scheduled builds, records, promotion of human tags.
+
+    select -> keys -> plan (cached | build) -> scheduler runs builds -> records -> human tags
+
+A node's build holds the key's lock (two invocations never build one key at once; the second
+finds the first's record and uses it). A record is written only when the build succeeded and the
+inputs it was built from are unchanged afterwards. Human tags move only for targets whose every
+node, and every node those depend on, succeeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator import scheduler
+from orchestrator.build_request import image_request, log_path, rootfs_request
+from orchestrator.cache.locks import key_lock
+from orchestrator.cache.records import BuildRecord, Records
+from orchestrator.cache.store import Store
+from orchestrator.context import ContextEntry
+from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, OrchestratorError
+from orchestrator.executor.api import BuildRequest, Executor
+from orchestrator.hashing import keys_with_store
+from orchestrator.keys import KeyComputer
+from orchestrator.label import Label
+from orchestrator.loading import LoadedWorkspace
+from orchestrator.model import ImageTarget, Node
+from orchestrator.plan import Action, Plan, PlannedNode, check_record, make_plan
+from orchestrator.platforms import host_platform
+from orchestrator.provenance import workspace_labels
+from orchestrator.rootfs import rootfs_tarball
+
+
+class NodeStatus(StrEnum):
+    BUILT = "built"
+    CACHED = "cached"
+    REMOTE_CACHED = "remote-cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+OK_STATUSES = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.REMOTE_CACHED})
+
+
+class InputChanged(OrchestratorError):
+    exit_code = EXIT_BUILD_FAILED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    keep_going: bool = True
+    no_cache: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeReport:
+    node: Node
+    key: str
+    status: NodeStatus
+    reason: str
+    duration_s: float | None = None
+    image_id: str | None = None
+    tags: tuple[str, ...] = ()
+    log: str | None = None
+    error: str | None = None
+    log_tail: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildSummary:
+    plan: Plan
+    reports: tuple[NodeReport, ...]
+    promoted: tuple[str, ...]
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if any(r.status not in OK_STATUSES for r in self.reports):
+            return EXIT_BUILD_FAILED
+        return EXIT_OK
+
+    def count(self, status: NodeStatus) -> int:
+        return sum(1 for r in self.reports if r.status is status)
+
+
+class Listener(Protocol):
+    """Progress callbacks for a display (called from the scheduling thread)."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def started(self, node: Node) -> None: ...
+    def finished(self, outcome: scheduler.Outcome[Node]) -> None: ...
+
+
+def _inputs_unchanged(entries: tuple[ContextEntry, ...]) -> bool:
+    """Re-stat every input after a build: the record must describe what was really sent."""
+    for entry in entries:
+        try:
+            st = os.lstat(entry.abs_path)
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != (
+            entry.size,
+            entry.mtime_ns,
+            entry.ctime_ns,
+            entry.inode,
+        ):
+            return False
+    return True
+
+
+class Build:
+    """The state of one build invocation."""
+
+    def __init__(
+        self,
+        loaded: LoadedWorkspace,
+        store: Store,
+        cache_dir: Path,
+        executor: Executor | None,
+        options: BuildOptions,
+        listener: Listener | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.graph = loaded.graph
+        self.store = store
+        self.records = Records(store)
+        self.cache_dir = cache_dir
+        self.executor = executor
+        self.options = options
+        self.listener = listener
+        self.computer: KeyComputer | None = None
+        self.base_labels = workspace_labels(loaded.root)
+        self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
+        self._lock = threading.Lock()
+
+    def plan(self, labels: list[Label]) -> Plan:
+        closure = self.graph.with_dependencies(labels)
+        nodes = self.graph.topological_nodes(n for label in closure for n in self.graph.nodes_of(label))
+        self.computer, keys = keys_with_store(self.store, self.loaded, nodes)
+        repositories = {label: self.graph.targets[label].repository for label in closure}
+        return make_plan(
+            store=self.store,
+            keys=keys,
+            order=nodes,
+            repositories=repositories,
+            selected=frozenset(labels),
+            executor=self.executor,
+            no_cache=self.options.no_cache,
+        )
+
+    def run(self, plan: Plan) -> BuildSummary:
+        if self.listener is not None:
+            self.listener.planned(plan)
+        by_node = plan.by_node()
+        for planned in plan.nodes:
+            if planned.action is Action.CACHED and planned.record is not None:
+                self.done[planned.node] = (NodeStatus.CACHED, planned.record)
+                self.records.note_current(planned.node, planned.key)
+        to_build = [p.node for p in plan.to_build]
+        parents = {n: self.graph.nodes.predecessors(n) for n in to_build}
+        durations = {}
+        for node in to_build:
+            last = self.records.last_key(node)
+            record = self.records.get(last) if last else None
+            durations[node] = record.duration_s if record else 1.0
+        priority = scheduler.critical_path_priority(to_build, parents, durations)
+        interrupted = False
+        try:
+            outcomes = scheduler.run(
+                to_build,
+                parents,
+                self._worker(by_node),
+                jobs=self.options.jobs,
+                keep_going=self.options.keep_going,
+                priority=priority,
+                listener=self.listener,
+            )
+        except KeyboardInterrupt as stop:
+            interrupted = True
+            outcomes = getattr(stop, "outcomes", {})
+        reports = tuple(self._report(p, outcomes.get(p.node)) for p in plan.nodes)
+        promoted = () if interrupted else self._promote(plan, {r.node: r for r in reports})
+        return BuildSummary(plan=plan, reports=reports, promoted=promoted, interrupted=interrupted)
+
+    # -- building one node (worker threads) ---------------------------------------------------
+
+    def _worker(self, by_node: dict[Node, PlannedNode]) -> Callable[[Node, threading.Event], None]:
+        def work(node: Node, cancel: threading.Event) -> None:
+            planned = by_node[node]
+            with key_lock(self.cache_dir, planned.key):
+                # Another invocation may have built this key while we waited for the lock.
+                record, _ = check_record(self.records.get(planned.key), planned.key, self.executor)
+                if record is not None:
+                    self._finish(node, NodeStatus.CACHED, record)
+                    return
+                self._build(planned, cancel)
+
+        return work
+
+    def _build(self, planned: PlannedNode, cancel: threading.Event) -> None:
+        assert self.executor is not None and self.computer is not None
+        node = planned.node
+        target = self.graph.targets[node.label]
+        log = log_path(self.cache_dir, node, planned.key)
+        entries: tuple[ContextEntry, ...] = ()
+        request: BuildRequest
+        if isinstance(target, ImageTarget):
+            entries = self.computer.entries[node.label]
+            parent_images = {}
+            for parent in self.graph.node_deps[node].parents:
+                with self._lock:
+                    _, parent_record = self.done[parent.node]
+                parent_images[parent.node] = (parent_record.image, parent_record.image_id)
+            request = image_request(
+                root=self.loaded.root,
+                target=target,
+                node=node,
+                key=planned.key,
+                image=planned.image,
+                deps=self.graph.node_deps[node],
+                parent_images=parent_images,
+                entries=entries,
+                base_labels=self.base_labels,
+                log=log,
+            )
+        else:
+            tarball = rootfs_tarball(
+                root=self.loaded.root,
+                cache_dir=self.cache_dir,
+                target=target,
+                node=node,
+                key=planned.key,
+                log=log,
+                cancel=cancel,
+            )
+            request = rootfs_request(
+                target=target,
+                node=node,
+                key=planned.key,
+                image=planned.image,
+                tarball=tarball,
+                base_labels=self.base_labels,
+                log=log + ".import",
+            )
+        started = time.monotonic()
+        result = self.executor.build(request, cancel)
+        if not _inputs_unchanged(entries):
+            raise InputChanged(f"{node}: an input changed during the build; nothing was recorded, run build again")
+        record = BuildRecord(
+            key=planned.key,
+            label=str(node.label),
+            platform=node.platform,
+            image=planned.image,
+            image_id=result.image_id,
+            duration_s=round(time.monotonic() - started, 3),
+            built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            log=request.log_path,
+        )
+        self.records.put(node, record)
+        self._finish(node, NodeStatus.BUILT, record)
+
+    def _finish(self, node: Node, status: NodeStatus, record: BuildRecord) -> None:
+        with self._lock:
+            self.done[node] = (status, record)
+
+    # -- after the run --------------------------------------------------------------------------
+
+    def _report(self, planned: PlannedNode, outcome: scheduler.Outcome[Node] | None) -> NodeReport:
+        done = self.done.get(planned.node)
+        if done is not None:
+            status, record = done
+            return NodeReport(
+                node=planned.node,
+                key=planned.key,
+                status=status,
+                reason=planned.reason,
+                duration_s=record.duration_s if status is NodeStatus.BUILT else 0.0,
+                image_id=record.image_id,
+                tags=(record.image,),
+                log=record.log,
+            )
+        if outcome is None or outcome.status is scheduler.Status.CANCELLED:
+            return NodeReport(node=planned.node, key=planned.key, status=NodeStatus.CANCELLED, reason=planned.reason)
+        if outcome.status is scheduler.Status.SKIPPED:
+            because = f"skipped: {outcome.skipped_because} failed"
+            return NodeReport(node=planned.node, key=planned.key, status=NodeStatus.SKIPPED, reason=because)
+        error = outcome.error
+        took = (outcome.finished or 0.0) - (outcome.started or 0.0)
+        return NodeReport(
+            node=planned.node,
+            key=planned.key,
+            status=NodeStatus.FAILED,
+            reason=planned.reason,
+            duration_s=round(took, 3),
+            error=str(error),
+            log=getattr(error, "log_path", None),
+            log_tail=getattr(error, "log_tail", None),
+        )
+
+    def _promote(self, plan: Plan, reports: dict[Node, NodeReport]) -> tuple[str, ...]:
+        """Tag ``repository:tag`` for each selected target whose nodes and their ancestors all succeeded."""
+        if self.executor is None:
+            return ()
+        promoted = []
+        for label in sorted(plan.selected):
+            nodes = self.graph.nodes_of(label)
+            closure = self.graph.nodes_with_ancestors(nodes)
+            if any(reports[n].status not in OK_STATUSES for n in closure if n in reports):
+                continue
+            node = _local_node(nodes)
+            if node is None:
+                continue
+            target = self.graph.targets[label]
+            image_id = reports[node].image_id
+            assert image_id is not None
+            for tag in target.tags:
+                self.executor.tag(image_id, target.repository, tag)
+                promoted.append(f"{target.repository}:{tag}")
+        return tuple(promoted)
+
+
+def _local_node(nodes: list[Node]) -> Node | None:
+    """The node whose image the local human tags point at: the host's platform, or the only one."""
+    if len(nodes) == 1:
+        return nodes[0]
+    host = host_platform()
+    return next((n for n in nodes if n.platform == host), None)

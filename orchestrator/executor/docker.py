@@ -1,0 +1,400 @@
+"""The Executor on a Docker Engine, through the docker SDK's low-level ``APIClient``.
+
+The only module that imports ``docker`` (and ``requests``), both lazily so that importing this module
+stays cheap; every SDK and HTTP exception is translated here (``raise ... from exc``):
+
+    connection refused, no socket, timeouts    -> DaemonUnavailable (exit 2)
+    an API error other than "no such image"    -> EngineError (exit 2)
+    a build that ran and failed, or cancelled  -> BuildFailed (exit 1)
+
+A build sends the orchestrator's own context tar (``tarball``), so the engine receives exactly the
+hashed files, with the rebound Dockerfile. The build is posted on the client's HTTP session rather
+than through ``APIClient.build``, which hides the response: cancelling needs its socket, because
+shutting the socket down is the only way to wake a reader blocked on a silent ``RUN`` step. When the
+connection closes, the engine cancels the build, kills the step's container and removes it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager, suppress
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.executor.api import (
+    KEY_LABEL,
+    BuildFailed,
+    BuildRequest,
+    BuildResult,
+    DaemonUnavailable,
+    Executor,
+    ImageInfo,
+)
+from orchestrator.platforms import normalize
+from orchestrator.tarball import InputChanged, context_tar_stream
+
+DEFAULT_URL = "unix:///var/run/docker.sock"
+DEFAULT_TIMEOUT_S = 60.0
+LOG_TAIL_LINES = 25
+CANCEL_POLL_S = 0.1
+
+
+class EngineError(OrchestratorError):
+    """The Docker Engine refused a request (an API error other than "no such image")."""
+
+
+@functools.cache
+def _sdk() -> Any:
+    """The ``docker`` package, imported on first use."""
+    import docker
+    import docker.errors
+    import docker.utils
+
+    return docker
+
+
+class DockerExecutor:
+    """Builds, inspects and tags images on one Docker Engine; safe to share between threads.
+
+    ``base_url`` defaults to ``DOCKER_HOST`` (with its TLS settings), else the local socket. The
+    client is made on first use.
+    """
+
+    def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._base_url = base_url
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._native_platform: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The engine's address, for messages."""
+        return self._base_url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+
+    def ping(self) -> None:
+        api = self._api()
+        with self._errors("ping"):
+            api.ping()
+
+    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+        started = time.monotonic()
+        with _BuildLog(request.log_path) as log:
+            log.line(f"# {request.node}: building {request.image}")
+            if cancel.is_set():
+                raise log.failure(f"{request.node}: cancelled")
+            api = self._api()
+            try:
+                context = context_tar_stream(
+                    request.context,
+                    dockerfile_path=request.dockerfile_path,
+                    dockerfile_text=request.dockerfile_text,
+                    extra_files=request.extra_files,
+                )
+            except InputChanged as exc:
+                raise log.failure(f"{request.node}: {exc}") from exc
+            with context:
+                image_id = self._run_build(api, request, context, cancel, log)
+            info = self._verify(request, image_id, log)
+        return BuildResult(image_id=info.image_id, duration_s=time.monotonic() - started)
+
+    def inspect(self, reference: str) -> ImageInfo | None:
+        api = self._api()
+        with self._errors(f"inspecting image {reference}"):
+            try:
+                data = api.inspect_image(reference)
+            except _sdk().errors.NotFound:
+                return None
+        return _image_info(data)
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        api = self._api()
+        with self._errors(f"tagging {image_id} as {repository}:{tag}"):
+            if not api.tag(image_id, repository, tag, force=True):
+                raise EngineError(f"the Docker Engine at {self.url} did not tag {image_id} as {repository}:{tag}")
+
+    def remove_image(self, reference: str, *, force: bool = False) -> bool:
+        """``docker rmi``: untag ``reference`` (an ID: delete the image); False when it did not exist."""
+        api = self._api()
+        with self._errors(f"removing image {reference}"):
+            try:
+                api.remove_image(reference, force=force)
+            except _sdk().errors.NotFound:
+                return False
+        return True
+
+    def image_ids(self, repository: str) -> tuple[str, ...]:
+        """The IDs of the images tagged in ``repository``, sorted."""
+        api = self._api()
+        with self._errors(f"listing images of {repository}"):
+            return tuple(sorted(set(api.images(name=repository, quiet=True))))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # --- the build ---------------------------------------------------------------------------
+
+    def _run_build(
+        self, api: Any, request: BuildRequest, context: IO[bytes], cancel: threading.Event, log: _BuildLog
+    ) -> str | None:
+        """Post the build and follow its output; the image ID from the ``aux`` message, if any."""
+        # The platform parameter only for a foreign platform: engines before API 1.32 reject it, and the
+        # classic builder ignores it anyway when the base is native (it built an amd64 image for arm64,
+        # from the cache), which _verify catches.
+        platform = None if normalize(request.platform) == self._native() else request.platform
+        with self._errors(f"building {request.image}"):
+            response = api.post(
+                api._url("/build"),
+                params=_build_params(request, platform),
+                data=context,
+                headers={"Content-Type": "application/tar"},
+                stream=True,
+                timeout=(self._timeout, None),  # a RUN step may be silent for as long as it likes
+            )
+        with closing(response):
+            if response.status_code >= 400:
+                raise log.failure(f"{request.node}: the engine refused the build: {_response_message(response)}")
+            with _shutdown_when_set(cancel, response):
+                image_id = self._follow(response, request, cancel, log)
+            if cancel.is_set() and image_id is None:
+                _shutdown(response)  # the engine stops the build when the connection closes
+                raise log.failure(f"{request.node}: cancelled")
+        return image_id
+
+    def _follow(self, response: Any, request: BuildRequest, cancel: threading.Event, log: _BuildLog) -> str | None:
+        import requests
+
+        image_id: str | None = None
+        try:
+            for raw in response.iter_lines():
+                if cancel.is_set():
+                    break
+                if raw:
+                    image_id = _on_message(_decode(raw), request, log) or image_id
+        except requests.RequestException as exc:
+            if not cancel.is_set():  # cancelling breaks the stream on purpose
+                raise log.failure(
+                    f"{request.node}: the connection to the Docker daemon at {self.url} broke during the build: "
+                    f"{_reason(exc)}"
+                ) from exc
+        return image_id
+
+    def _verify(self, request: BuildRequest, image_id: str | None, log: _BuildLog) -> ImageInfo:
+        """The built image as the engine has it, with the key label and platform requested."""
+        info = self.inspect(request.image)
+        if info is None:
+            raise log.failure(f"{request.node}: the build finished but {request.image} does not exist")
+        if image_id is not None and info.image_id != image_id:
+            raise log.failure(f"{request.node}: {request.image} is {info.image_id}, not the image built ({image_id})")
+        problems = []
+        if info.labels.get(KEY_LABEL) != request.key:
+            problems.append(f"label {KEY_LABEL} is {info.labels.get(KEY_LABEL)!r}, expected {request.key!r}")
+        if normalize(info.platform) != normalize(request.platform):
+            problems.append(f"platform is {info.platform}, expected {request.platform}")
+        if problems:
+            with suppress(OrchestratorError):
+                self.remove_image(request.image)  # never leave a content tag on the wrong image
+            raise log.failure(f"{request.node}: the image built has the wrong platform/key: {'; '.join(problems)}")
+        return info
+
+    # --- the client --------------------------------------------------------------------------
+
+    def _api(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                with self._errors("connecting"):
+                    sdk = _sdk()
+                    kwargs = sdk.utils.kwargs_from_env()  # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
+                    if self._base_url is not None:
+                        kwargs["base_url"] = self._base_url
+                    # version="auto" asks the engine its API version: this is the first contact.
+                    self._client = sdk.APIClient(version="auto", timeout=self._timeout, **kwargs)
+            return self._client
+
+    def _native(self) -> str:
+        """The engine's own platform: builds for it are sent without a ``platform`` parameter."""
+        api = self._api()
+        with self._lock:
+            if self._native_platform is None:
+                with self._errors("asking the engine's version"):
+                    version = api.version()
+                self._native_platform = normalize(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
+            return self._native_platform
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate the SDK's and requests' exceptions raised while doing ``action``."""
+        import requests
+
+        errors = _sdk().errors
+        try:
+            yield
+        except errors.APIError as exc:
+            raise EngineError(f"the Docker Engine at {self.url} failed {action}: {exc.explanation or exc}") from exc
+        except (errors.DockerException, requests.RequestException) as exc:
+            raise DaemonUnavailable(
+                f"cannot reach the Docker daemon at {self.url}: {_reason(exc)}; is dockerd running? "
+                "(try: dockerd &, or set DOCKER_HOST)"
+            ) from exc
+
+
+def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]:
+    """The query of ``POST /build``, as ``APIClient.build`` would make it."""
+    params = {
+        "t": request.image,
+        "dockerfile": request.dockerfile_path,
+        "q": "0",
+        "pull": "0",
+        "rm": "1",
+        "forcerm": "1",  # the engine honours exactly "1", not "True"
+    }
+    if request.build_args:
+        params["buildargs"] = json.dumps(dict(request.build_args))
+    if request.labels:
+        params["labels"] = json.dumps(dict(request.labels))
+    if request.target:
+        params["target"] = request.target
+    if request.network_mode:
+        params["networkmode"] = request.network_mode
+    if platform:
+        params["platform"] = platform
+    return params
+
+
+def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLog) -> str | None:
+    """Log one message of the build stream; raise its error; return the image ID it announces."""
+    if "error" in message or "errorDetail" in message:
+        detail = message.get("errorDetail") or {}
+        error = message.get("error") or detail.get("message") or "the build failed"
+        raise log.failure(f"{request.node}: {str(error).strip()}")
+    if "stream" in message:
+        log.write(str(message["stream"]))
+    if "status" in message:
+        prefix = f"{message['id']}: " if message.get("id") else ""
+        log.line(f"{prefix}{message['status']}")
+    aux = message.get("aux")
+    if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
+        return str(aux["ID"])
+    return None
+
+
+def _decode(raw: bytes) -> Mapping[str, Any]:
+    """One JSON line of the build stream; anything else is kept as output."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        message = None
+    if isinstance(message, dict):
+        return message
+    return {"stream": raw.decode("utf-8", "replace") + "\n"}
+
+
+@contextmanager
+def _shutdown_when_set(cancel: threading.Event, response: Any) -> Iterator[None]:
+    """Shut the response's socket down as soon as ``cancel`` is set, waking a blocked reader."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(CANCEL_POLL_S):
+                _shutdown(response)
+                return
+
+    watcher = threading.Thread(target=watch, name="docker-build-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _shutdown(response: Any) -> None:
+    """``shutdown(2)`` the response's socket: unlike ``close``, it interrupts a ``recv`` in another thread."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _response_message(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code} {response.text.strip()}"
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or body)
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a connection failure, else the exception's."""
+    current: BaseException | None = exc
+    while current is not None:
+        for candidate in (current, *current.args):
+            if isinstance(candidate, OSError) and candidate.strerror:
+                return candidate.strerror
+        current = current.__cause__ or current.__context__
+    return str(exc)
+
+
+def _image_info(data: Mapping[str, Any]) -> ImageInfo:
+    config = data.get("Config") or {}
+    return ImageInfo(
+        image_id=str(data["Id"]),
+        labels=types.MappingProxyType(dict(config.get("Labels") or {})),
+        os=str(data.get("Os") or ""),
+        architecture=str(data.get("Architecture") or ""),
+        variant=data.get("Variant") or None,
+        repo_tags=tuple(data.get("RepoTags") or ()),
+    )
+
+
+class _BuildLog:
+    """A build's log file, and its last lines for the error message."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in __exit__)
+        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._partial = ""  # output not yet ended by a newline
+
+    def __enter__(self) -> _BuildLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+    def write(self, text: str) -> None:
+        self._file.write(text)
+        self._file.flush()
+        *lines, self._partial = (self._partial + text.replace("\r\n", "\n")).split("\n")
+        self._tail.extend(line.rsplit("\r", 1)[-1] for line in lines)  # a progress line shows its last state
+
+    def line(self, text: str) -> None:
+        self.write(("\n" if self._partial else "") + text + "\n")
+
+    def tail(self) -> str:
+        lines = [*self._tail, self._partial] if self._partial else list(self._tail)
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def failure(self, message: str) -> BuildFailed:
+        """Log ``message`` as the error and return the BuildFailed to raise."""
+        self.line(f"ERROR: {message}")
+        return BuildFailed(message, log_path=self.path, log_tail=self.tail())
+
+
+if TYPE_CHECKING:
+    _conforms: Executor = DockerExecutor()

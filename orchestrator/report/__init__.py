@@ -1,0 +1,1 @@
+"""Build reports: console display, JSON."""

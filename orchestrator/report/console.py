@@ -1,0 +1,122 @@
+"""What a person sees while building: a live view of running nodes, then a summary.
+
+On a terminal, a rich Live display shows one line per running node and the counts so far; else
+(CI logs) one plain line per event. Failed nodes get the tail of their log and its path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator import scheduler
+from orchestrator.build import BuildSummary, NodeStatus
+from orchestrator.model import Node
+from orchestrator.plan import Action, Plan
+
+STYLE = {
+    NodeStatus.BUILT: "green",
+    NodeStatus.CACHED: "dim",
+    NodeStatus.REMOTE_CACHED: "cyan",
+    NodeStatus.FAILED: "bold red",
+    NodeStatus.SKIPPED: "yellow",
+    NodeStatus.CANCELLED: "yellow",
+}
+
+
+class ConsoleDisplay:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started_at = time.monotonic()
+        self.running: dict[Node, float] = {}
+        self.counts = {"built": 0, "failed": 0, "skipped": 0, "cached": 0}
+        self.total = 0
+        self.live: Live | None = None
+        self._lock = threading.Lock()
+
+    # -- scheduler.Listener ---------------------------------------------------------------------
+    def planned(self, plan: Plan) -> None:
+        self.total = len(plan.nodes)
+        self.counts["cached"] = sum(1 for p in plan.nodes if p.action is Action.CACHED)
+        to_build = len(plan.to_build)
+        self.console.print(f"{self.total} nodes: {self.counts['cached']} cached, {to_build} to build", highlight=False)
+        if to_build and self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def started(self, node: Node) -> None:
+        with self._lock:
+            self.running[node] = time.monotonic()
+        if self.live is None:
+            self.console.print(f"[blue]START[/] {node}", highlight=False)
+        self._refresh()
+
+    def finished(self, outcome: scheduler.Outcome[Node]) -> None:
+        with self._lock:
+            began = self.running.pop(outcome.node, None)
+            word = {
+                scheduler.Status.SUCCEEDED: "built",
+                scheduler.Status.FAILED: "failed",
+                scheduler.Status.SKIPPED: "skipped",
+                scheduler.Status.CANCELLED: "skipped",
+            }[outcome.status]
+            self.counts[word] += 1
+        took = f" ({time.monotonic() - began:.1f}s)" if began is not None else ""
+        line = f"{word.upper():7} {outcome.node}{took}"
+        if self.live is not None:
+            self.live.console.print(line, highlight=False)
+        else:
+            self.console.print(line, highlight=False)
+        self._refresh()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    # -- rendering -----------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self) -> Group:
+        now = time.monotonic()
+        lines = [Text(f"  building {node} ({now - began:.0f}s)") for node, began in sorted(self.running.items())]
+        c = self.counts
+        status = Text(
+            f"built {c['built']}  cached {c['cached']}  failed {c['failed']}  skipped {c['skipped']}"
+            f"  of {self.total}  elapsed {now - self.started_at:.0f}s"
+        )
+        return Group(*lines, status)
+
+
+def print_summary(console: Console, summary: BuildSummary) -> None:
+    interesting = [r for r in summary.reports if r.status is not NodeStatus.CACHED]
+    if interesting:
+        table = Table(title="build summary", show_lines=False)
+        for column in ("target", "platform", "status", "time", "why"):
+            table.add_column(column)
+        for r in interesting:
+            took = f"{r.duration_s:.1f}s" if r.duration_s else ""
+            table.add_row(
+                str(r.node.label), r.node.platform, Text(str(r.status), style=STYLE[r.status]), took, r.reason
+            )
+        console.print(table)
+    for r in summary.reports:
+        if r.status is NodeStatus.FAILED:
+            console.print(f"[bold red]FAILED[/] {r.node}: {r.error}", highlight=False)
+            if r.log_tail:
+                console.print(Text(r.log_tail.rstrip()), style="dim")
+            if r.log:
+                console.print(f"full log: {r.log}", highlight=False)
+    counts = ", ".join(
+        f"{summary.count(s)} {s}" for s in NodeStatus if summary.count(s) or s in (NodeStatus.BUILT, NodeStatus.CACHED)
+    )
+    console.print(f"{counts}; exit {summary.exit_code}", highlight=False)
+    for ref in summary.promoted:
+        console.print(f"tagged {ref}", highlight=False)

@@ -1,0 +1,45 @@
+"""The machine-readable build report (``build --report PATH.json``).
+
+Schema version 1: ``{"version": 1, "exit_code": int, "promoted": [ref...], "nodes": [node...]}``
+with one node object per (target, platform): ``label``, ``platform``, ``key``, ``status``
+(built | cached | remote-cached | failed | skipped | cancelled), ``duration_s``, ``image_id``,
+``tags``, ``log``, ``reason``, ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrator.build import BuildSummary
+
+SCHEMA_VERSION = 1
+
+
+def report_data(summary: BuildSummary) -> dict[str, Any]:
+    return {
+        "version": SCHEMA_VERSION,
+        "exit_code": summary.exit_code,
+        "promoted": list(summary.promoted),
+        "nodes": [
+            {
+                "label": str(r.node.label),
+                "platform": r.node.platform,
+                "key": r.key,
+                "status": str(r.status),
+                "duration_s": r.duration_s,
+                "image_id": r.image_id,
+                "tags": list(r.tags),
+                "log": r.log,
+                "reason": r.reason,
+                "error": r.error,
+            }
+            for r in summary.reports
+        ],
+    }
+
+
+def write_report(summary: BuildSummary, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report_data(summary), indent=2) + "\n")

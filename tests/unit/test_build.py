@@ -1,0 +1,152 @@
+"""The build pipeline (plan, schedule, record, promote) against the in-memory FakeExecutor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.cache.records import Records
+from orchestrator.cache.store import Store
+from orchestrator.executor.fake import FakeExecutor
+from orchestrator.loading import load
+from orchestrator.plan import Action
+from tests.workspaces import ScratchWorkspace
+
+ALL_BUILT_ORDER_PARENTS = [
+    ("//rootfs:debian", "//base:company-base"),
+    ("//base:company-base", "//lang/node:company-node-base"),
+    ("//lang/node:company-node-base", "//apps/web:web"),
+    ("//apps/static:static", "//hardened:secure"),
+]
+
+
+def run_build(ws: ScratchWorkspace, executor: FakeExecutor, *patterns: str, **options: object) -> BuildSummary:
+    loaded = load(ws.root)
+    with Store(ws.cache_dir) as store:
+        build = Build(loaded, store, ws.cache_dir, executor, BuildOptions(**options))  # type: ignore[arg-type]
+        plan = build.plan(loaded.graph.select(list(patterns)))
+        return build.run(plan)
+
+
+def statuses(summary: BuildSummary) -> dict[str, NodeStatus]:
+    return {str(r.node.label): r.status for r in summary.reports}
+
+
+def test_everything_builds_parents_first_then_nothing(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    summary = run_build(family, executor)
+    assert summary.exit_code == 0
+    assert set(statuses(summary).values()) == {NodeStatus.BUILT}
+    order = [str(r.node.label) for r in executor.requests]
+    for parent, child in ALL_BUILT_ORDER_PARENTS:
+        assert order.index(parent) < order.index(child)
+    again = FakeExecutor()
+    again.images, again._references = executor.images, executor._references
+    summary = run_build(family, again)
+    assert summary.exit_code == 0
+    assert set(statuses(summary).values()) == {NodeStatus.CACHED}
+    assert again.requests == []
+
+
+def test_dockerfile_is_rebound_to_the_exact_parent_image(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    summary = run_build(family, executor)
+    keys = {str(r.node.label): r.key for r in summary.reports}
+    web = next(r for r in executor.requests if str(r.node.label) == "//apps/web:web")
+    assert f"FROM company-node-base:key-{keys['//lang/node:company-node-base']} AS build" in web.dockerfile_text
+    assert "FROM company-node-base\n" not in web.dockerfile_text
+    secure = next(r for r in executor.requests if str(r.node.label) == "//hardened:secure")
+    assert f"COPY --from=static:key-{keys['//apps/static:static']} /app /app" in secure.dockerfile_text
+    labels = dict(web.labels)
+    assert labels["org.orchestrator.key"] == keys["//apps/web:web"]
+    assert labels["org.opencontainers.image.base.name"] == "company-node-base"
+    assert not (family.root / "apps/web/Dockerfile").read_text().count("key-")  # the user's file untouched
+
+
+def test_context_sent_is_the_hashed_file_set(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    run_build(family, executor)
+    web = next(r for r in executor.requests if str(r.node.label) == "//apps/web:web")
+    sent = {e.path for e in web.context}
+    assert "src/index.js" in sent
+    assert "debug.log" not in sent  # excluded by .dockerignore
+    api = next(r for r in executor.requests if str(r.node.label) == "//apps/api:api")
+    assert {e.path for e in api.context} == {"Dockerfile", "app/main.py"}  # srcs: declared files only
+
+
+def test_failure_skips_descendants_and_keeps_the_human_tag(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    assert run_build(family, executor).exit_code == 0
+    old_python = executor.inspect("company-python-base:latest")
+    family.write({"lang/python/pip.conf": "[global]\ntimeout = 5\n", "apps/static/main.c": "int main(){return 1;}\n"})
+    failing = FakeExecutor(fail={"//lang/python:company-python-base"})
+    failing.images, failing._references = executor.images, executor._references
+    summary = run_build(family, failing)
+    assert summary.exit_code == 1
+    got = statuses(summary)
+    assert got["//lang/python:company-python-base"] is NodeStatus.FAILED
+    assert got["//apps/api:api"] is NodeStatus.SKIPPED
+    assert got["//apps/static:static"] is NodeStatus.BUILT  # an independent branch goes on
+    assert failing.inspect("company-python-base:latest") == old_python  # human tag unmoved
+    failed = next(r for r in summary.reports if r.status is NodeStatus.FAILED)
+    with Store(family.cache_dir) as store:
+        assert Records(store).get(failed.key) is None
+
+
+def test_fail_fast_starts_nothing_after_a_failure(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor(fail={"//rootfs:debian"})
+    summary = run_build(family, executor, jobs=1, keep_going=False)
+    assert summary.exit_code == 1
+    assert [str(r.node.label) for r in executor.requests] == ["//rootfs:debian"]  # the longest chain goes first
+    assert sum(1 for s in statuses(summary).values() if s is NodeStatus.SKIPPED) == len(summary.reports) - 1
+
+
+def test_removed_image_is_noticed_and_rebuilt(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    first = run_build(family, executor)
+    static = next(r for r in first.reports if str(r.node.label) == "//apps/static:static")
+    executor.remove(static.tags[0])
+    executor.requests.clear()
+    summary = run_build(family, executor)
+    assert statuses(summary)["//apps/static:static"] is NodeStatus.BUILT
+    assert statuses(summary)["//hardened:secure"] is NodeStatus.CACHED
+    reason = next(r.reason for r in summary.reports if str(r.node.label) == "//apps/static:static")
+    assert "gone from the engine" in reason
+
+
+def test_plan_says_why_a_node_rebuilds(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    run_build(family, executor)
+    family.write({"base/motd": "changed\n"})
+    loaded = load(family.root)
+    with Store(family.cache_dir) as store:
+        plan = Build(loaded, store, family.cache_dir, executor, BuildOptions()).plan(loaded.graph.select([]))
+    reasons = {str(p.node.label): p.reason for p in plan.nodes if p.action is Action.BUILD}
+    assert reasons["//base:company-base"] == "changed ctx motd"
+    assert "changed parent company-base" in reasons["//lang/node:company-node-base"]
+    assert "//apps/static:static" not in reasons
+
+
+def test_jobs_bound_is_respected(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor(default_duration=0.02)
+    run_build(family, executor, jobs=2)
+    assert executor.max_running <= 2
+
+
+def test_explain_lists_changed_entries(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    run_build(family, executor)
+    assert "up to date" in family.run("explain", "//apps/web").stdout
+    family.write({"apps/web/src/index.js": "console.log('changed')\n"})
+    out = family.run("explain", "web").stdout
+    assert "changed" in out
+    assert "ctx src/index.js" in out
+
+
+def test_human_tags_move_after_success(family: ScratchWorkspace, tmp_path: Path) -> None:
+    executor = FakeExecutor()
+    summary = run_build(family, executor, "//lang/...")
+    assert "company-node-base:latest" in summary.promoted
+    assert "company-base:latest" not in summary.promoted  # built as a dependency, not selected
+    info = executor.inspect("company-node-base:latest")
+    assert info is not None
