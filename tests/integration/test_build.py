@@ -202,3 +202,26 @@ def test_daemon_unreachable_is_one_clear_error(workspace: ScratchWorkspace) -> N
     assert done.returncode == 2
     assert done.stderr.startswith("ERROR ")
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_no_record(family: Family) -> None:
+    family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\nRUN sleep 20\n"})
+    client = docker.APIClient()
+    containers_before = len(client.containers(all=True))
+    process = subprocess.Popen(
+        _cli(family.ws, "build", "--jobs", "1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(client.containers(all=True)) == containers_before:
+        time.sleep(0.2)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out.decode()
+    assert time.monotonic() - started < 15  # the running build was stopped, not waited for
+    dry = family.ws.run("build", "--dry-run", "//mid")
+    assert "BUILD  //mid:mid" in dry.stdout  # nothing recorded for the interrupted node
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(client.containers(all=True)) > containers_before:
+        time.sleep(0.5)
+    assert len(client.containers(all=True)) == containers_before

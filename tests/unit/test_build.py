@@ -7,6 +7,7 @@ from pathlib import Path
 from orchestrator.build import Build, BuildOptions, BuildSummary, NodeStatus
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
+from orchestrator.executor.api import BuildRequest
 from orchestrator.executor.fake import FakeExecutor
 from orchestrator.loading import load
 from orchestrator.plan import Action
@@ -150,3 +151,22 @@ def test_human_tags_move_after_success(family: ScratchWorkspace, tmp_path: Path)
     assert "company-base:latest" not in summary.promoted  # built as a dependency, not selected
     info = executor.inspect("company-node-base:latest")
     assert info is not None
+
+
+def test_input_changed_during_the_build_records_nothing(family: ScratchWorkspace) -> None:
+    source = family.path("apps/static/main.c")
+
+    def edit_while_building(request: BuildRequest) -> bool:
+        if str(request.node.label) == "//apps/static:static":
+            source.write_text("int main(void) { return 42; }\n")
+        return False  # the build itself succeeds
+
+    executor = FakeExecutor(fail=edit_while_building)
+    summary = run_build(family, executor, "//apps/static")
+    assert summary.exit_code == 1
+    report = next(r for r in summary.reports if str(r.node.label) == "//apps/static:static")
+    assert report.status is NodeStatus.FAILED
+    assert "changed during the build" in (report.error or "")
+    with Store(family.cache_dir) as store:
+        assert Records(store).get(report.key) is None
+    assert run_build(family, FakeExecutor(), "//apps/static").exit_code == 0  # the next build converges
