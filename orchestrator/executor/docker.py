@@ -219,6 +219,7 @@ class DockerExecutor:
                     kwargs = sdk.utils.kwargs_from_env()  # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
                     if self._base_url is not None:
                         kwargs["base_url"] = self._base_url
+                    _probe_unix_socket(kwargs.get("base_url") or DEFAULT_URL, self._timeout)
                     # version="auto" asks the engine its API version: this is the first contact.
                     self._client = sdk.APIClient(version="auto", timeout=self._timeout, **kwargs)
             return self._client
@@ -243,11 +244,25 @@ class DockerExecutor:
             yield
         except errors.APIError as exc:
             raise EngineError(f"the Docker Engine at {self.url} failed {action}: {exc.explanation or exc}") from exc
-        except (errors.DockerException, requests.RequestException) as exc:
+        except (errors.DockerException, requests.RequestException, OSError) as exc:
             raise DaemonUnavailable(
                 f"cannot reach the Docker daemon at {self.url}: {_reason(exc)}; is dockerd running? "
                 "(try: dockerd &, or set DOCKER_HOST)"
             ) from exc
+
+
+def _probe_unix_socket(url: str, timeout: float) -> None:
+    """Connect to a ``unix://`` engine once; OSError if nobody listens.
+
+    The SDK leaves the socket of a failed Unix connect open (a ResourceWarning when collected, an
+    error under ``-W error``), so the common case, no daemon, is found here with a socket closed.
+    """
+    path = url.removeprefix("http+unix://").removeprefix("unix://")
+    if path == url:
+        return  # tcp://, ssh://, npipe://: nothing leaks there
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
 
 
 def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]:
