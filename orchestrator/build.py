@@ -215,6 +215,7 @@ class Build:
         node = planned.node
         target = self.graph.targets[node.label]
         log = log_path(self.cache_dir, node, planned.key)
+        started = time.monotonic()
         entries: tuple[ContextEntry, ...] = ()
         request: BuildRequest
         if isinstance(target, ImageTarget):
@@ -255,7 +256,6 @@ class Build:
                 base_labels=self.base_labels,
                 log=log + ".import",
             )
-        started = time.monotonic()
         result = self.executor.build(request, cancel)
         if not _inputs_unchanged(entries):
             raise InputChanged(f"{node}: an input changed during the build; nothing was recorded, run build again")
@@ -311,7 +311,10 @@ class Build:
         )
 
     def _promote(self, plan: Plan, reports: dict[Node, NodeReport]) -> tuple[str, ...]:
-        """Tag ``repository:tag`` for each selected target whose nodes and their ancestors all succeeded."""
+        """Tag ``repository:tag`` for each selected target whose nodes and their ancestors all succeeded.
+
+        Returns the references that moved (those already pointing at the right image are left alone).
+        """
         if self.executor is None:
             return ()
         promoted = []
@@ -327,8 +330,11 @@ class Build:
             image_id = reports[node].image_id
             assert image_id is not None
             for tag in target.tags:
-                self.executor.tag(image_id, target.repository, tag)
-                promoted.append(f"{target.repository}:{tag}")
+                reference = f"{target.repository}:{tag}"
+                current = self.executor.inspect(reference)
+                if current is None or current.image_id != image_id:
+                    self.executor.tag(image_id, target.repository, tag)
+                    promoted.append(reference)
         return tuple(promoted)
 
 

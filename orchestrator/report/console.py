@@ -100,7 +100,7 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
     if interesting:
         table = Table(title="build summary", show_lines=False)
         for column in ("target", "platform", "status", "time", "why"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for r in interesting:
             took = f"{r.duration_s:.1f}s" if r.duration_s else ""
             table.add_row(
@@ -119,4 +119,4 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
     )
     console.print(f"{counts}; exit {summary.exit_code}", highlight=False)
     for ref in summary.promoted:
-        console.print(f"tagged {ref}", highlight=False)
+        console.print(f"tagged {ref}", highlight=False)  # only references that moved
