@@ -46,7 +46,8 @@ class ConsoleDisplay:
         to_build = len(plan.to_build)
         self.console.print(f"{self.total} nodes: {self.counts['cached']} cached, {to_build} to build", highlight=False)
         if to_build and self.console.is_terminal:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            # get_renderable: the view is re-rendered on every refresh, so elapsed times tick.
+            self.live = Live(console=self.console, refresh_per_second=4, transient=True, get_renderable=self._render)
             self.live.start()
 
     def started(self, node: Node) -> None:
@@ -82,11 +83,13 @@ class ConsoleDisplay:
     # -- rendering -----------------------------------------------------------------------------
     def _refresh(self) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
 
     def _render(self) -> Group:
         now = time.monotonic()
-        lines = [Text(f"  building {node} ({now - began:.0f}s)") for node, began in sorted(self.running.items())]
+        with self._lock:
+            running = sorted(self.running.items())
+        lines = [Text(f"  building {node} ({now - began:.0f}s)") for node, began in running]
         c = self.counts
         status = Text(
             f"built {c['built']}  cached {c['cached']}  failed {c['failed']}  skipped {c['skipped']}"
