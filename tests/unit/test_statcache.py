@@ -100,3 +100,16 @@ def test_summary_is_reused_only_when_nothing_changed(tmp_path: Path) -> None:
         assert hasher.summaries == 2
         hashes(cache, "tree", [entry("b", T0)], late, hasher)  # a file removed
         assert hasher.summaries == 3
+
+
+def test_quick_record_skips_the_per_entry_record_when_nothing_changed(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        cache, hasher = StatCache(store), CountingHasher()
+        late = T0 + 10 * RACY_WINDOW_NS
+        entries = [entry("a", T0), entry("b", T0)]
+        hashes(cache, "tree", entries, late, hasher)
+        store.delete("tree")  # only the quick record can answer now
+        assert hashes(cache, "tree", entries, late + 1, hasher) == hashes(cache, "tree", entries, late + 2, hasher)
+        assert len(hasher.calls) == 2
+        hashes(cache, "tree", [entry("a", T0), entry("b", T0 + 1)], late, hasher)  # one stat moved
+        assert len(hasher.calls) == 4  # the per-entry record is gone, so both are read again
