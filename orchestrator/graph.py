@@ -25,6 +25,7 @@ from orchestrator.imageref import ImageReference
 from orchestrator.label import Label, Pattern, looks_like_label
 from orchestrator.model import ImageTarget, Node, Target, WorkspaceSettings
 from orchestrator.platforms import host_platform, normalize
+from orchestrator.witness import Witness
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +152,9 @@ def image_owners(targets: Iterable[Target]) -> dict[str, Label]:
     return owners
 
 
-def build_graph(root: Path, targets: Sequence[Target], settings: WorkspaceSettings) -> TargetGraph:
+def build_graph(
+    root: Path, targets: Sequence[Target], settings: WorkspaceSettings, witness: Witness | None = None
+) -> TargetGraph:
     by_label: dict[Label, Target] = {}
     for target in targets:
         if target.label in by_label:
@@ -173,6 +176,8 @@ def build_graph(root: Path, targets: Sequence[Target], settings: WorkspaceSettin
                 continue
             if target.dockerfile not in texts:
                 texts[target.dockerfile] = (root / target.dockerfile).read_text()
+                if witness is not None:
+                    witness.saw(target.dockerfile)
             deps[node] = _image_deps(node, target, texts[target.dockerfile], owners, repo_tags, platforms)
         if isinstance(target, ImageTarget) and target.base is not None:
             _check_base(target, deps[Node(label, platforms[label][0])])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator import loadcache
 from orchestrator.buildfile.loader import LoadedPackage, load_packages, load_settings
+from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
 from orchestrator.graph import TargetGraph, build_graph
-from orchestrator.workspace import WORKSPACE_FILES, Workspace, find_packages, find_root
+from orchestrator.model import WorkspaceSettings
+from orchestrator.witness import Witness
+from orchestrator.workspace import WORKSPACE_FILES, Workspace, find_packages, find_root, workspace_file
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,15 +27,36 @@ class LoadedWorkspace:
         return self.workspace.root
 
 
-def load(start: Path, *, explicit_root: Path | None = None) -> LoadedWorkspace:
+def load(
+    start: Path, *, explicit_root: Path | None = None, use_cache: bool = False, cache_dir: str | None = None
+) -> LoadedWorkspace:
+    """Find the workspace and load it; with ``use_cache``, reuse the last load when nothing changed."""
     if explicit_root is None:
         root = find_root(start)
     else:
         root = explicit_root.resolve()
         if not any((root / name).is_file() for name in WORKSPACE_FILES):
             raise WorkspaceError(f"--workspace {explicit_root}: no WORKSPACE file in {root}")
+    started = time.time_ns()  # before anything is read: a change during loading makes the record racy
     settings = load_settings(root)
     workspace = Workspace(root=root, settings=settings)
-    packages = tuple(load_packages(root, find_packages(root)))
+    if not use_cache:
+        packages, graph = _load_fresh(root, settings, None)
+        return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph)
+    with Store(workspace.cache_dir(cache_dir)) as store:
+        restored = loadcache.restore(store, str(root))
+        if restored is not None:
+            return LoadedWorkspace(workspace=workspace, packages=restored[0], graph=restored[1])
+        witness = Witness(str(root))
+        witness.saw(str(workspace_file(root)))
+        packages, graph = _load_fresh(root, settings, witness)
+        loadcache.save(store, str(root), witness, started, packages, graph)
+    return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph)
+
+
+def _load_fresh(
+    root: Path, settings: WorkspaceSettings, witness: Witness | None
+) -> tuple[tuple[LoadedPackage, ...], TargetGraph]:
+    packages = tuple(load_packages(root, find_packages(root, witness), witness))
     targets = [t for p in packages for t in p.targets]
-    return LoadedWorkspace(workspace=workspace, packages=packages, graph=build_graph(root, targets, settings))
+    return packages, build_graph(root, targets, settings, witness)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orchestrator.errors import WorkspaceError
 from orchestrator.model import WorkspaceSettings
+from orchestrator.witness import Witness
 
 WORKSPACE_FILES = ("WORKSPACE", "WORKSPACE.bazel")
 BUILD_FILES = ("BUILD", "BUILD.bazel")
@@ -47,15 +48,18 @@ def workspace_file(root: Path) -> Path:
     raise WorkspaceError(f"{root} has no WORKSPACE file")
 
 
-def find_packages(root: Path) -> list[str]:
+def find_packages(root: Path, witness: Witness | None = None) -> list[str]:
     """Workspace-relative package paths (directories with a BUILD file), sorted.
 
-    Only names are looked at (no stat per file), and hidden directories are skipped.
+    Only names are looked at (no stat per file), and hidden directories are skipped. Every
+    directory listed is recorded in ``witness``.
     """
     packages: list[str] = []
     stack = [""]
     while stack:
         rel = stack.pop()
+        if witness is not None:
+            witness.saw(rel or ".")
         path = os.path.join(root, rel) if rel else str(root)
         try:
             entries = list(os.scandir(path))

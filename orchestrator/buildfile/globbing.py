@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from orchestrator.witness import Witness
 from orchestrator.workspace import BUILD_FILES
 
 
@@ -36,12 +37,14 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z")
 
 
-def package_files(package_dir: str) -> list[str]:
+def package_files(package_dir: str, witness: Witness | None = None) -> list[str]:
     """Every file below ``package_dir`` that belongs to this package, relative, unsorted."""
     found: list[str] = []
     stack = [""]
     while stack:
         rel = stack.pop()
+        if witness is not None:
+            witness.saw(os.path.join(package_dir, rel) if rel else package_dir)
         try:
             entries = list(os.scandir(os.path.join(package_dir, rel)))
         except OSError:
@@ -49,6 +52,8 @@ def package_files(package_dir: str) -> list[str]:
         for entry in entries:
             path = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
+                if witness is not None:
+                    witness.saw(entry.path)  # a BUILD file appearing in it makes it a subpackage
                 if not any(os.path.isfile(os.path.join(entry.path, b)) for b in BUILD_FILES):
                     stack.append(path)
             else:
@@ -56,8 +61,10 @@ def package_files(package_dir: str) -> list[str]:
     return found
 
 
-def glob(package_dir: str, include: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
-    files = package_files(package_dir)
+def glob(
+    package_dir: str, include: Sequence[str], exclude: Sequence[str] = (), witness: Witness | None = None
+) -> list[str]:
+    files = package_files(package_dir, witness)
     wanted = [compile_glob(p) for p in include]
     unwanted = [compile_glob(p) for p in exclude]
     return sorted(f for f in files if any(r.match(f) for r in wanted) and not any(r.match(f) for r in unwanted))

@@ -22,6 +22,7 @@ from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, Location, OrchestratorError
 from orchestrator.label import Label
 from orchestrator.model import Target, WorkspaceSettings
+from orchestrator.witness import Witness
 from orchestrator.workspace import BUILD_FILES, workspace_file
 
 _LOCATION_RE = re.compile(r"-->\s+(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)")
@@ -46,6 +47,7 @@ class _Session:
         self.module_loads: dict[str, set[str]] = {}
         self.loading: list[str] = []
         self.pending: OrchestratorError | None = None
+        self.witness: Witness | None = None
         self.dialect = sl.Dialect.extended()
         self.globals = sl.Globals.standard()
 
@@ -106,6 +108,8 @@ class _Session:
         path = check_inside(self.root / relative, self.root, what=f"load({module_id!r})")
         if relative in self.loading:
             raise BuildFileError("load cycle: " + " -> ".join([*self.loading, relative]))
+        if self.witness is not None:
+            self.witness.saw(relative)
         if relative not in self.modules:
             if not path.is_file():
                 raise BuildFileError(f"load({module_id!r}): {relative} does not exist")
@@ -133,10 +137,12 @@ class _Session:
         return tuple(sorted(seen))
 
 
-def _read_build_file(root: Path, package: str) -> tuple[str, str]:
+def _read_build_file(root: Path, package: str, witness: Witness | None) -> tuple[str, str]:
     """(workspace-relative path, text) of the package's BUILD or BUILD.bazel file."""
     for name in BUILD_FILES:
         display = f"{package}/{name}" if package else name
+        if witness is not None:
+            witness.saw(display)
         try:
             with open(os.path.join(root, display), encoding="utf-8") as handle:
                 return display, handle.read()
@@ -145,13 +151,14 @@ def _read_build_file(root: Path, package: str) -> tuple[str, str]:
     raise BuildFileError(f"package //{package} has no BUILD file")
 
 
-def load_packages(root: Path, packages: Iterable[str]) -> list[LoadedPackage]:
+def load_packages(root: Path, packages: Iterable[str], witness: Witness | None = None) -> list[LoadedPackage]:
     """Evaluate the BUILD file of each package; targets in declaration order per package."""
     session = _Session(root)
+    session.witness = witness
     loaded = []
     for package in packages:
-        display, text = _read_build_file(root, package)
-        context = PackageContext(root=root, package=package, build_file=display)
+        display, text = _read_build_file(root, package, witness)
+        context = PackageContext(root=root, package=package, build_file=display, witness=witness)
         session.stack.append(context)
         session.module_loads[""] = set()
         try:

@@ -18,6 +18,7 @@ from orchestrator.context import real_dir, real_path
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
 from orchestrator.label import Label, valid_name
 from orchestrator.model import ImageTarget, Pairs, RootfsTarget, Target
+from orchestrator.witness import Witness
 
 # Attribute kinds: how a value is checked and normalised.
 STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST = (
@@ -65,6 +66,7 @@ class PackageContext:
     root: Path
     package: str
     build_file: str  # workspace-relative
+    witness: Witness | None = None  # records every path looked at
     targets: dict[str, Target] = field(default_factory=dict)
 
     @property
@@ -116,6 +118,9 @@ def _workspace_path(ctx: PackageContext, value: str, *, what: str, must_exist: s
     root = str(ctx.root)
     joined = os.path.normpath(os.path.join(root, ctx.package, value))
     real = real_path(joined)
+    if ctx.witness is not None:
+        ctx.witness.saw(joined)
+        ctx.witness.saw(real)
     real_root = real_dir(root)
     if real != real_root and not real.startswith(real_root + os.sep):
         raise WorkspaceError(f"{what} {value!r} resolves outside the workspace {real_root} (to {real})")
@@ -221,7 +226,7 @@ def glob_rule(ctx: PackageContext, include: list[str], exclude: list[str] | None
     for pattern in (*include, *(exclude or ())):
         if pattern.startswith("/") or ".." in pattern.split("/"):
             raise BuildFileError(f"glob pattern {pattern!r} must stay inside the package")
-    return glob(str(ctx.directory), include, exclude or ())
+    return glob(str(ctx.directory), include, exclude or (), ctx.witness)
 
 
 def rule_functions(current: Callable[[], PackageContext]) -> dict[str, Callable[..., Any]]:

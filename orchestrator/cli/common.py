@@ -39,7 +39,8 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def load_workspace(ctx: typer.Context) -> LoadedWorkspace:
-    return load(Path.cwd(), explicit_root=options(ctx).workspace)
+    opts = options(ctx)
+    return load(Path.cwd(), explicit_root=opts.workspace, use_cache=True, cache_dir=opts.cache_dir)
 
 
 def print_error(error: OrchestratorError) -> None:
