@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orchestrator.dockerfile as df
 from orchestrator.dag import Dag
 from orchestrator.errors import (
     CycleError,
@@ -192,6 +191,8 @@ def _image_deps(
     repo_tags: Mapping[str, list[str]],
     platforms: Mapping[Label, tuple[str, ...]],
 ) -> NodeDeps:
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
+
     info = df.analyze(
         text,
         path=target.dockerfile,

@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.buildfile.loader import LoadedPackage
 from orchestrator.cache.statcache import RACY_WINDOW_NS
 from orchestrator.cache.store import Store
 from orchestrator.graph import NodeDeps, ParentRef, TargetGraph
 from orchestrator.label import Label
-from orchestrator.model import ImageTarget, Node, RootfsTarget, Target
+from orchestrator.model import ImageTarget, LoadedPackage, Node, RootfsTarget, Target
 from orchestrator.platforms import host_platform
 from orchestrator.witness import Signature, Witness, unchanged
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import loadcache
-from orchestrator.buildfile.loader import LoadedPackage, load_packages, load_settings
+from orchestrator.buildfile.loader import load_packages, load_settings
 from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
 from orchestrator.graph import TargetGraph, build_graph
-from orchestrator.model import WorkspaceSettings
+from orchestrator.model import LoadedPackage, WorkspaceSettings
 from orchestrator.witness import Witness
 from orchestrator.workspace import WORKSPACE_FILES, Workspace, find_packages, find_root, workspace_file
 

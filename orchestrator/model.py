@@ -91,3 +91,11 @@ class ExternalBase:
 
     reference: str  # as written in the Dockerfile, after ARG substitution
     platform: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedPackage:
+    package: str
+    build_file: str  # workspace-relative
+    loads: tuple[str, ...]  # workspace-relative .star files this BUILD file loaded (transitively)
+    targets: tuple[Target, ...]

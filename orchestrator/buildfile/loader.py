@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,12 @@ from orchestrator.buildfile.settings import settings_from_kwargs
 from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, Location, OrchestratorError
 from orchestrator.label import Label
-from orchestrator.model import Target, WorkspaceSettings
+from orchestrator.model import LoadedPackage, WorkspaceSettings
 from orchestrator.witness import Witness
 from orchestrator.workspace import BUILD_FILES, workspace_file
 
 _LOCATION_RE = re.compile(r"-->\s+(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)")
 _ERROR_RE = re.compile(r"^error: (?P<msg>.*)$", re.MULTILINE)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoadedPackage:
-    package: str
-    build_file: str  # workspace-relative
-    loads: tuple[str, ...]  # workspace-relative .star files this BUILD file loaded (transitively)
-    targets: tuple[Target, ...]
 
 
 class _Session:

@@ -1,0 +1,122 @@
+"""The bodies of ``build`` and ``explain``, imported only when one of them runs.
+
+The build machinery (scheduler, executor, rich's live display) costs about 100 ms of imports that
+queries should not pay; ``build_cmd`` holds the command signatures and calls in here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from orchestrator import query
+from orchestrator.build import Build, BuildOptions
+from orchestrator.cache.records import Records
+from orchestrator.cache.store import Store
+from orchestrator.cli.common import emit_json, load_workspace, options
+from orchestrator.errors import OrchestratorError
+from orchestrator.executor.api import Executor
+from orchestrator.hashing import keys_with_store
+from orchestrator.inputs import targets_owning
+from orchestrator.manifests import changes, load_manifest
+from orchestrator.plan import Action, Plan
+from orchestrator.report.console import ConsoleDisplay, print_summary
+from orchestrator.report.json_report import write_report
+from orchestrator.vcs import changed_files
+
+
+def _executor() -> Executor:
+    # Imported here: nothing upstream of a real build needs the docker SDK (import cost).
+    from orchestrator.executor.docker import DockerExecutor
+
+    executor = DockerExecutor()
+    executor.ping()
+    return executor
+
+
+def _print_plan(plan: Plan) -> None:
+    for planned in plan.nodes:
+        word = "CACHED" if planned.action is Action.CACHED else "BUILD "
+        typer.echo(f"{word} {planned.node.label} {planned.node.platform} {planned.key}  ({planned.reason})")
+    typer.echo(f"{len(plan.to_build)} to build, {len(plan.nodes) - len(plan.to_build)} cached")
+
+
+def run_build(
+    ctx: typer.Context,
+    patterns: list[str] | None,
+    jobs: int | None,
+    keep_going: bool,
+    no_cache: bool,
+    dry_run: bool,
+    since: str | None,
+    report: Path | None,
+) -> None:
+    loaded = load_workspace(ctx)
+    graph = loaded.graph
+    selected = graph.select(patterns or [])
+    if since is not None:
+        affected = query.affected(graph, targets_owning(loaded, changed_files(loaded.root, since)))
+        selected = [label for label in selected if label in affected]
+    cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
+    build_options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going, no_cache=no_cache)
+    executor: Executor | None = None
+    if not dry_run:
+        executor = _executor()
+    else:
+        try:
+            executor = _executor()
+        except OrchestratorError:  # a dry run works without a daemon; records are then not verified
+            executor = None
+    console = Console(stderr=True)
+    display = ConsoleDisplay(console)
+    with Store(cache_dir) as store:
+        run = Build(loaded, store, cache_dir, executor, build_options, display)
+        plan = run.plan(selected)
+        if dry_run:
+            _print_plan(plan)
+            return
+        try:
+            summary = run.run(plan)
+        finally:
+            display.stop()
+    print_summary(console, summary)
+    if report is not None:
+        write_report(summary, report)
+    raise typer.Exit(summary.exit_code)
+
+
+def run_explain(ctx: typer.Context, target: str, output: str) -> None:
+    loaded = load_workspace(ctx)
+    label = loaded.graph.resolve(target)
+    cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
+    result = []
+    with Store(cache_dir) as store:
+        _, keys = keys_with_store(store, loaded, loaded.graph.nodes_of(label))
+        records = Records(store)
+        for node_key in keys:
+            last = records.last_key(node_key.node)
+            old = load_manifest(store, last) if last else None
+            entry: dict[str, object] = {"label": str(label), "platform": node_key.node.platform, "key": node_key.key}
+            if last is None:
+                entry["state"] = "never built"
+            elif last == node_key.key:
+                entry["state"] = "up to date" if records.get(last) else "known key, no record"
+            elif old is None:
+                entry["state"] = "changed (the last build's manifest is not stored)"
+            else:
+                entry["state"] = "changed"
+                entry["last_key"] = last
+                entry["changes"] = [
+                    {"entry": n, "old": o, "new": v} for n, o, v in changes(store, old, node_key.manifest)
+                ]
+            result.append(entry)
+    if output == "json":
+        emit_json(result)
+        return
+    for entry in result:
+        typer.echo(f"{entry['label']} {entry['platform']}: {entry['state']} (key {entry['key']})")
+        for change in entry.get("changes", []):  # type: ignore[attr-defined]
+            typer.echo(f"  {change['entry']}: {change['old']} -> {change['new']}")
