@@ -331,7 +331,7 @@ class Build:
             assert image_id is not None
             for tag in target.tags:
                 reference = f"{target.repository}:{tag}"
-                current = self.executor.inspect(reference)
+                current = (plan.images or {}).get(reference)
                 if current is None or current.image_id != image_id:
                     self.executor.tag(image_id, target.repository, tag)
                     promoted.append(reference)

@@ -6,12 +6,13 @@ node is rebuilt, and the reason says why. Nothing here builds; the planner only 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
-from orchestrator.executor.api import KEY_LABEL, Executor
+from orchestrator.executor.api import KEY_LABEL, Executor, ImageSummary
 from orchestrator.keys import NodeKey
 from orchestrator.label import Label
 from orchestrator.manifests import changes, describe, load_manifest
@@ -39,6 +40,7 @@ class PlannedNode:
 class Plan:
     nodes: tuple[PlannedNode, ...]  # parents before children
     selected: frozenset[Label]
+    images: Mapping[str, ImageSummary] | None = None  # the engine's images when planned
 
     def by_node(self) -> dict[Node, PlannedNode]:
         return {p.node: p for p in self.nodes}
@@ -52,16 +54,30 @@ def content_image(repository: str, key: str) -> str:
     return f"{repository}:{CONTENT_TAG_PREFIX}{key}"
 
 
-def check_record(record: BuildRecord | None, key: str, executor: Executor | None) -> tuple[BuildRecord | None, str]:
-    """The record if it can be trusted, else None and why not."""
+def check_record(
+    record: BuildRecord | None,
+    key: str,
+    executor: Executor | None,
+    images: Mapping[str, ImageSummary] | None = None,
+) -> tuple[BuildRecord | None, str]:
+    """The record if it can be trusted, else None and why not.
+
+    ``images`` is one listing of the engine's images (the planner checks every node against it
+    instead of asking the engine once per node); without it the engine is asked.
+    """
     if record is None:
         return None, "no record for this key"
     if executor is None:
         return record, "recorded (image not checked: no daemon)"
-    info = executor.inspect(record.image)
-    if info is None:
+    if images is not None:
+        summary = images.get(record.image)
+        labels = None if summary is None else summary.labels
+    else:
+        info = executor.inspect(record.image)
+        labels = None if info is None else info.labels
+    if labels is None:
         return None, f"image {record.image} is gone from the engine"
-    if info.labels.get(KEY_LABEL) != key:
+    if labels.get(KEY_LABEL) != key:
         return None, f"image {record.image} carries another key label"
     return record, "recorded, image present"
 
@@ -91,6 +107,7 @@ def make_plan(
 ) -> Plan:
     records = Records(store)
     by_node = {k.node: k for k in keys}
+    images = executor.references() if executor is not None else None
     planned = []
     for node in order:
         node_key = by_node[node]
@@ -102,11 +119,11 @@ def make_plan(
                 )
             )
             continue
-        record, reason = check_record(records.get(node_key.key), node_key.key, executor)
+        record, reason = check_record(records.get(node_key.key), node_key.key, executor, images)
         if record is None and reason == "no record for this key":
             reason = why_new_key(store, records, node_key)
         action = Action.CACHED if record is not None else Action.BUILD
         planned.append(
             PlannedNode(node=node, key=node_key.key, image=image, action=action, reason=reason, record=record)
         )
-    return Plan(nodes=tuple(planned), selected=selected)
+    return Plan(nodes=tuple(planned), selected=selected, images=images)

@@ -65,6 +65,14 @@ class ImageInfo:
         return f"{base}/{self.variant}" if self.variant else base
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageSummary:
+    """What one listing of the engine's images says of a tagged image."""
+
+    image_id: str
+    labels: Mapping[str, str]
+
+
 class BuildFailed(OrchestratorError):
     """A build ran and failed; ``log_tail`` holds the last lines of its log."""
 
@@ -95,3 +103,6 @@ class Executor(Protocol):
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         """Point ``repository:tag`` at ``image_id``."""
+
+    def references(self) -> Mapping[str, ImageSummary]:
+        """Every ``repository:tag`` the engine has, from one listing (not one request per image)."""

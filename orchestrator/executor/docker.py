@@ -29,6 +29,7 @@ from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from orchestrator.dockerfile import with_label_instruction
 from orchestrator.errors import OrchestratorError
 from orchestrator.executor.api import (
     KEY_LABEL,
@@ -38,6 +39,7 @@ from orchestrator.executor.api import (
     DaemonUnavailable,
     Executor,
     ImageInfo,
+    ImageSummary,
 )
 from orchestrator.platforms import normalize
 from orchestrator.tarball import InputChanged, context_tar_stream
@@ -93,11 +95,18 @@ class DockerExecutor:
             if cancel.is_set():
                 raise log.failure(f"{request.node}: cancelled")
             api = self._api()
+            dockerfile_text = with_label_instruction(
+                request.dockerfile_text,
+                dict(request.labels),
+                path=request.dockerfile_path,
+                build_args=dict(request.build_args),
+                target=request.target,
+            )
             try:
                 context = context_tar_stream(
                     request.context,
                     dockerfile_path=request.dockerfile_path,
-                    dockerfile_text=request.dockerfile_text,
+                    dockerfile_text=dockerfile_text,
                     extra_files=request.extra_files,
                 )
             except InputChanged as exc:
@@ -131,6 +140,18 @@ class DockerExecutor:
             except _sdk().errors.NotFound:
                 return False
         return True
+
+    def references(self) -> Mapping[str, ImageSummary]:
+        api = self._api()
+        with self._errors("listing images"):
+            images = api.images()
+        found: dict[str, ImageSummary] = {}
+        for image in images:
+            summary = ImageSummary(image_id=image["Id"], labels=types.MappingProxyType(dict(image.get("Labels") or {})))
+            for reference in image.get("RepoTags") or ():
+                if reference != "<none>:<none>":
+                    found[reference] = summary
+        return found
 
     def image_ids(self, repository: str) -> tuple[str, ...]:
         """The IDs of the images tagged in ``repository``, sorted."""
@@ -277,8 +298,7 @@ def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]
     }
     if request.build_args:
         params["buildargs"] = json.dumps(dict(request.build_args))
-    if request.labels:
-        params["labels"] = json.dumps(dict(request.labels))
+    # request.labels go into the Dockerfile as one LABEL instruction (see with_label_instruction)
     if request.target:
         params["target"] = request.target
     if request.network_mode:

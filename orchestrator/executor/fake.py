@@ -27,6 +27,7 @@ from orchestrator.executor.api import (
     DaemonUnavailable,
     Executor,
     ImageInfo,
+    ImageSummary,
 )
 
 FailWhen = Collection[str] | Callable[[BuildRequest], bool]
@@ -118,6 +119,13 @@ class FakeExecutor:
             self._point(f"{repository}:{tag}", image)
 
     # --- helpers for tests -------------------------------------------------------------------
+
+    def references(self) -> Mapping[str, ImageSummary]:
+        with self._lock:
+            return {
+                ref: ImageSummary(image_id=image_id, labels=dict(self.images[image_id].labels))
+                for ref, image_id in self._references.items()
+            }
 
     def add_image(
         self, reference: str, *, labels: Mapping[str, str] | None = None, platform: str = "linux/amd64"

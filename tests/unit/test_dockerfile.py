@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import orchestrator.dockerfile as df
 from orchestrator.dockerfile import DockerfileInfo, ImageRef, analyze, rebind
 from orchestrator.errors import DockerfileError
 
@@ -797,3 +798,18 @@ def test_rebind_then_analyze_gives_back_any_literal_reference(first: str, second
     new = rebind(text + "COPY --from=build / /\n", {2: first, 4: second})
     # A generated reference always has a tag or digest, so it never names a stage or "scratch".
     assert image_lines(analyze(new)) == {2: first, 4: second}
+
+
+def test_label_instruction_goes_at_the_end_of_the_target_stage() -> None:
+    text = "FROM a AS one\nRUN x\n\nFROM b AS two\nRUN y\n"
+    out = df.with_label_instruction(text, {"k": "v", "b": 'q"$x'}, target="one")
+    assert out.splitlines()[:3] == ["FROM a AS one", "RUN x", ""]
+    assert out.splitlines()[3] == 'LABEL "b"="q\\"\\$x" "k"="v"'
+    assert out.splitlines()[4] == "FROM b AS two"
+    info = df.analyze(out, target="one")
+    assert [s.line for s in info.stages] == [1, 5]
+
+
+def test_label_instruction_is_appended_to_the_last_stage() -> None:
+    assert df.with_label_instruction("FROM a\nRUN x", {"k": "v"}) == 'FROM a\nRUN x\nLABEL "k"="v"\n'
+    assert df.with_label_instruction("FROM a\n", {}) == "FROM a\n"
