@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -27,9 +27,9 @@ from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
 from orchestrator.context import ContextEntry
 from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, OrchestratorError
-from orchestrator.executor.api import BuildRequest, Executor
+from orchestrator.executor.api import BuildRequest, Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
-from orchestrator.keys import KeyComputer
+from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
 from orchestrator.model import ImageTarget, Node
@@ -146,18 +146,35 @@ class Build:
         self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
         self._lock = threading.Lock()
 
-    def plan(self, labels: list[Label]) -> Plan:
+    def compute_keys(self, labels: list[Label]) -> list[NodeKey]:
+        """Keys of the selection and everything it needs (no engine needed)."""
         closure = self.graph.with_dependencies(labels)
         nodes = self.graph.topological_nodes(n for label in closure for n in self.graph.nodes_of(label))
         self.computer, keys = keys_with_store(self.store, self.loaded, nodes)
+        return keys
+
+    def plan(
+        self,
+        labels: list[Label],
+        keys: list[NodeKey] | None = None,
+        *,
+        images: Mapping[str, ImageSummary] | None = None,
+    ) -> Plan:
+        """Cached or to build, for every node of the selection's closure (``images``: one listing)."""
+        if keys is None:
+            keys = self.compute_keys(labels)
+        closure = self.graph.with_dependencies(labels)
         repositories = {label: self.graph.targets[label].repository for label in closure}
+        if images is None and self.executor is not None:
+            images = self.executor.references()
         return make_plan(
             store=self.store,
             keys=keys,
-            order=nodes,
+            order=self.graph.topological_nodes(k.node for k in keys),
             repositories=repositories,
             selected=frozenset(labels),
             executor=self.executor,
+            images=images,
             no_cache=self.options.no_cache,
         )
 

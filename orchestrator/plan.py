@@ -103,11 +103,11 @@ def make_plan(
     repositories: dict[Label, str],
     selected: frozenset[Label],
     executor: Executor | None,
+    images: Mapping[str, ImageSummary] | None = None,
     no_cache: bool = False,
 ) -> Plan:
     records = Records(store)
     by_node = {k.node: k for k in keys}
-    images = executor.references() if executor is not None else None
     planned = []
     for node in order:
         node_key = by_node[node]

@@ -7,6 +7,9 @@ queries should not pay; ``build_cmd`` holds the command signatures and calls in 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -18,7 +21,7 @@ from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options
 from orchestrator.errors import OrchestratorError
-from orchestrator.executor.api import Executor
+from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
 from orchestrator.inputs import targets_owning
 from orchestrator.manifests import changes, load_manifest
@@ -28,13 +31,19 @@ from orchestrator.report.json_report import write_report
 from orchestrator.vcs import changed_files
 
 
-def _executor() -> Executor:
-    # Imported here: nothing upstream of a real build needs the docker SDK (import cost).
+@dataclass(frozen=True, slots=True)
+class Engine:
+    executor: Executor
+    images: Mapping[str, ImageSummary]
+
+
+def _connect() -> Engine:
+    """The engine and one listing of its images (importing the docker SDK on the way)."""
     from orchestrator.executor.docker import DockerExecutor
 
     executor = DockerExecutor()
     executor.ping()
-    return executor
+    return Engine(executor=executor, images=executor.references())
 
 
 def _print_plan(plan: Plan) -> None:
@@ -54,6 +63,24 @@ def run_build(
     since: str | None,
     report: Path | None,
 ) -> None:
+    # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
+    # on a thread while the workspace is loaded and hashed here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        engine = pool.submit(_connect)
+        _build(ctx, engine, patterns, jobs, keep_going, no_cache, dry_run, since, report)
+
+
+def _build(
+    ctx: typer.Context,
+    engine_future: Future[Engine],
+    patterns: list[str] | None,
+    jobs: int | None,
+    keep_going: bool,
+    no_cache: bool,
+    dry_run: bool,
+    since: str | None,
+    report: Path | None,
+) -> None:
     loaded = load_workspace(ctx)
     graph = loaded.graph
     selected = graph.select(patterns or [])
@@ -62,19 +89,21 @@ def run_build(
         selected = [label for label in selected if label in affected]
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     build_options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going, no_cache=no_cache)
-    executor: Executor | None = None
-    if not dry_run:
-        executor = _executor()
-    else:
-        try:
-            executor = _executor()
-        except OrchestratorError:  # a dry run works without a daemon; records are then not verified
-            executor = None
     console = Console(stderr=True)
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
-        run = Build(loaded, store, cache_dir, executor, build_options, display)
-        plan = run.plan(selected)
+        run = Build(loaded, store, cache_dir, None, build_options, display)
+        keys = run.compute_keys(selected)
+        engine: Engine | None = None
+        try:
+            engine = engine_future.result()
+        except OrchestratorError:
+            if not dry_run:
+                raise
+            # a dry run works without a daemon; records are then not verified
+        if engine is not None:
+            run.executor = engine.executor
+        plan = run.plan(selected, keys, images=None if engine is None else engine.images)
         if dry_run:
             _print_plan(plan)
             return

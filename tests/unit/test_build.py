@@ -170,3 +170,10 @@ def test_input_changed_during_the_build_records_nothing(family: ScratchWorkspace
     with Store(family.cache_dir) as store:
         assert Records(store).get(report.key) is None
     assert run_build(family, FakeExecutor(), "//apps/static").exit_code == 0  # the next build converges
+
+
+def test_plan_and_report_list_parents_before_children(family: ScratchWorkspace) -> None:
+    summary = run_build(family, FakeExecutor())
+    order = [str(r.node.label) for r in summary.reports]
+    for parent, child in ALL_BUILT_ORDER_PARENTS:
+        assert order.index(parent) < order.index(child)
