@@ -236,7 +236,7 @@ class Build:
         entries: tuple[ContextEntry, ...] = ()
         request: BuildRequest
         if isinstance(target, ImageTarget):
-            entries = self.computer.entries[node.label]
+            entries = self.computer.context_of(node.label)
             parent_images = {}
             for parent in self.graph.node_deps[node].parents:
                 with self._lock:

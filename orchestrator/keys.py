@@ -75,6 +75,11 @@ class KeyComputer:
     def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
         wanted = set(nodes)
         closure = self.graph.nodes_with_ancestors(wanted)
+        todo = sorted({node.label for node in closure} - self._inputs.keys())
+        from orchestrator import parallel_inputs  # a cycle at import time otherwise
+
+        if parallel_inputs.usable(len(todo)):
+            parallel_inputs.prefetch_inputs(self, todo)
         for node in self.graph.topological_nodes(closure):
             self.key(node)
         return [self._keys[n] for n in sorted(wanted)]
@@ -108,6 +113,19 @@ class KeyComputer:
         if label not in self._inputs:
             self._inputs[label] = self._compute_inputs(label)
         return self._inputs[label]
+
+    def adopt_inputs(self, found: Iterable[tuple[Label, Manifest]], new_inputs: Mapping[str, Manifest]) -> None:
+        """Take input manifests computed elsewhere (by a worker process)."""
+        self._inputs.update(found)
+        self.new_inputs.update(new_inputs)
+
+    def context_of(self, label: Label) -> tuple[ContextEntry, ...]:
+        """The entries an image target sends (walked again if its inputs came from a worker)."""
+        if label not in self.entries:
+            target = self.graph.targets[label]
+            assert isinstance(target, ImageTarget)
+            self._image_inputs(target)
+        return self.entries[label]
 
     def _compute_inputs(self, label: Label) -> Manifest:
         target = self.graph.targets[label]

@@ -77,6 +77,11 @@ class StatCache:
         self.files_hashed = 0
         self.bytes_hashed = 0
 
+    def reopen(self) -> None:
+        """A new connection to the same store (in a forked child: connections must not be shared)."""
+        if self._store is not None:
+            self._store = self._store.reopened()
+
     def tree(
         self,
         tree_key: str,

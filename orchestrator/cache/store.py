@@ -17,6 +17,7 @@ _DIR_NAME = "store"
 
 class Store:
     def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
         cache_dir.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(
             str(cache_dir / _DIR_NAME),
@@ -26,6 +27,11 @@ class Store:
             statistics=False,
             sqlite_timeout=60,
         )
+
+    def reopened(self) -> Store:
+        """A Store on the same directory with connections of its own (the old one is left alone:
+        in a forked child it belongs to the parent)."""
+        return Store(self.cache_dir)
 
     def get(self, key: str) -> Any:
         text = self._cache.get(key)

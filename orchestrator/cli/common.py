@@ -66,8 +66,7 @@ def emit_labels(labels: Iterable[Label], output: Output, *, ordered: bool = Fals
     if output is Output.json:
         emit_json([str(label) for label in items])
     else:
-        for label in items:
-            typer.echo(str(label))
+        sys.stdout.write("".join(f"{label}\n" for label in items))
 
 
 def emit_json(value: Any) -> None:

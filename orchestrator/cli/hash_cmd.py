@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -27,5 +28,4 @@ def hash_(
     if output is Output.json:
         emit_json([{"label": str(k.node.label), "platform": k.node.platform, "key": k.key} for k in keys])
         return
-    for k in keys:
-        typer.echo(f"{k.node.label} {k.node.platform} {k.key}")
+    sys.stdout.write("".join(f"{k.node.label} {k.node.platform} {k.key}\n" for k in keys))

@@ -6,6 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
+from orchestrator import parallel_inputs
 from tests.workspaces import ScratchWorkspace
 
 BASE_AND_DESCENDANTS = {
@@ -131,3 +134,17 @@ def test_two_platforms_give_two_nodes_with_different_keys(family: ScratchWorkspa
     keys = family.keys("//base:company-base")
     assert sorted(keys) == ["//base:company-base linux/amd64", "//base:company-base linux/arm64"]
     assert len(set(keys.values())) == 2
+
+
+def test_keys_hashed_in_worker_processes_equal_keys_hashed_here(
+    family: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sequential = family.keys()
+    family.write({"apps/web/src/index.js": "console.log('parallel')\n"})
+    sequential_changed = ScratchWorkspace(root=family.root, cache_dir=family.cache_dir.with_name("seq")).keys()
+    monkeypatch.setattr(parallel_inputs, "MIN_TARGETS", 1)
+    parallel = ScratchWorkspace(root=family.root, cache_dir=family.cache_dir.with_name("par")).keys()
+    assert parallel == sequential_changed
+    assert parallel != sequential
+    again = ScratchWorkspace(root=family.root, cache_dir=family.cache_dir.with_name("par")).keys()
+    assert again == parallel  # and the workers' stat records are usable afterwards
