@@ -24,9 +24,18 @@ def build(
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON report here")] = None,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
-    from orchestrator.cli.build_run import run_build
+    from orchestrator.cli.build_run import BuildCommand, run_build
 
-    run_build(ctx, patterns, jobs, keep_going, no_cache, dry_run, since, report)
+    command = BuildCommand(
+        patterns=patterns,
+        jobs=jobs,
+        keep_going=keep_going,
+        no_cache=no_cache,
+        dry_run=dry_run,
+        since=since,
+        report=report,
+    )
+    run_build(ctx, command)
 
 
 @handle_errors

@@ -53,42 +53,37 @@ def _print_plan(plan: Plan) -> None:
     typer.echo(f"{len(plan.to_build)} to build, {len(plan.nodes) - len(plan.to_build)} cached")
 
 
-def run_build(
-    ctx: typer.Context,
-    patterns: list[str] | None,
-    jobs: int | None,
-    keep_going: bool,
-    no_cache: bool,
-    dry_run: bool,
-    since: str | None,
-    report: Path | None,
-) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildCommand:
+    """What ``orchestrator build`` was asked, as parsed by typer."""
+
+    patterns: list[str] | None
+    jobs: int | None
+    keep_going: bool
+    no_cache: bool
+    dry_run: bool
+    since: str | None
+    report: Path | None
+
+
+def run_build(ctx: typer.Context, command: BuildCommand) -> None:
     # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
     # on a thread while the workspace is loaded and hashed here.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        engine = pool.submit(_connect)
-        _build(ctx, engine, patterns, jobs, keep_going, no_cache, dry_run, since, report)
+        _build(ctx, pool.submit(_connect), command)
 
 
-def _build(
-    ctx: typer.Context,
-    engine_future: Future[Engine],
-    patterns: list[str] | None,
-    jobs: int | None,
-    keep_going: bool,
-    no_cache: bool,
-    dry_run: bool,
-    since: str | None,
-    report: Path | None,
-) -> None:
+def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:
     loaded = load_workspace(ctx)
     graph = loaded.graph
-    selected = graph.select(patterns or [])
-    if since is not None:
-        affected = query.affected(graph, targets_owning(loaded, changed_files(loaded.root, since)))
+    selected = graph.select(command.patterns or [])
+    if command.since is not None:
+        affected = query.affected(graph, targets_owning(loaded, changed_files(loaded.root, command.since)))
         selected = [label for label in selected if label in affected]
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
-    build_options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going, no_cache=no_cache)
+    build_options = BuildOptions(
+        jobs=command.jobs or os.cpu_count() or 1, keep_going=command.keep_going, no_cache=command.no_cache
+    )
     console = Console(stderr=True)
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
@@ -98,13 +93,13 @@ def _build(
         try:
             engine = engine_future.result()
         except OrchestratorError:
-            if not dry_run:
+            if not command.dry_run:
                 raise
             # a dry run works without a daemon; records are then not verified
         if engine is not None:
             run.executor = engine.executor
         plan = run.plan(selected, keys, images=None if engine is None else engine.images)
-        if dry_run:
+        if command.dry_run:
             _print_plan(plan)
             return
         try:
@@ -112,8 +107,8 @@ def _build(
         finally:
             display.stop()
     print_summary(console, summary)
-    if report is not None:
-        write_report(summary, report)
+    if command.report is not None:
+        write_report(summary, command.report)
     raise typer.Exit(summary.exit_code)
 
 
