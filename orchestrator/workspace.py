@@ -74,11 +74,3 @@ def find_packages(root: Path, witness: Witness | None = None) -> list[str]:
             stack.append(f"{rel}/{entry.name}" if rel else entry.name)
     packages.sort()
     return packages
-
-
-def build_file(root: Path, package: str) -> Path:
-    for name in BUILD_FILES:
-        candidate = root / package / name
-        if candidate.is_file():
-            return candidate
-    raise WorkspaceError(f"package //{package} has no BUILD file")

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.buildfile.globbing import glob
-from orchestrator.context import real_dir, real_path
+from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
 from orchestrator.label import Label, valid_name
 from orchestrator.model import ImageTarget, Pairs, RootfsTarget, Target
@@ -117,13 +117,10 @@ def _workspace_path(ctx: PackageContext, value: str, *, what: str, must_exist: s
     """``value`` (package-relative) as a workspace-relative POSIX path, checked to stay inside."""
     root = str(ctx.root)
     joined = os.path.normpath(os.path.join(root, ctx.package, value))
-    real = real_path(joined)
+    real = str(check_inside(Path(joined), ctx.root, what=f"{what} {value!r}"))
     if ctx.witness is not None:
         ctx.witness.saw(joined)
         ctx.witness.saw(real)
-    real_root = real_dir(root)
-    if real != real_root and not real.startswith(real_root + os.sep):
-        raise WorkspaceError(f"{what} {value!r} resolves outside the workspace {real_root} (to {real})")
     if must_exist == "file" and not os.path.isfile(real):
         raise BuildFileError(f"{what} {value!r} does not exist (looked for {joined})")
     if must_exist == "dir" and not os.path.isdir(real):

@@ -44,9 +44,6 @@ class Records:
         self._store.set(record_key(record.key), asdict(record))
         self._store.set(last_key_name(node), record.key)
 
-    def forget(self, key: str) -> None:
-        self._store.delete(record_key(key))
-
     def last_key(self, node: Node) -> str | None:
         value = self._store.get(last_key_name(node))
         return None if value is None else str(value)
