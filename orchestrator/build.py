@@ -1,11 +1,13 @@
 """One ``orchestrator build``: keys, plan, scheduled builds, records, promotion of human tags.
 
-    select -> keys -> plan (cached | build) -> scheduler runs builds -> records -> human tags
+    select -> keys -> plan (cached | remote | build) -> scheduler pulls and builds -> records
+           -> pushes to the registry cache -> human tags (and with --push, the registry's)
 
 A node's build holds the key's lock (two invocations never build one key at once; the second
 finds the first's record and uses it). A record is written only when the build succeeded and the
 inputs it was built from are unchanged afterwards. Human tags move only for targets whose every
-node, and every node those depend on, succeeded.
+node, and every node those depend on, succeeded. With a registry cache, what the registry has is not
+built; it is pulled only when a node built here rests on it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -26,29 +29,33 @@ from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
 from orchestrator.context import ContextEntry
-from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, OrchestratorError
+from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, NothingMatchedError, OrchestratorError
 from orchestrator.executor.api import BuildRequest, Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
 from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
 from orchestrator.model import ImageTarget, Node
-from orchestrator.plan import Action, Plan, PlannedNode, check_record, make_plan
-from orchestrator.platforms import host_platform
+from orchestrator.plan import Action, Plan, PlannedNode, check_record, make_plan, use_remote
+from orchestrator.platforms import host_platform, normalize
 from orchestrator.provenance import workspace_labels
+from orchestrator.publish import Published, publish
+from orchestrator.registry import RemoteImage
+from orchestrator.remote_cache import RemoteCache
 from orchestrator.rootfs import rootfs_tarball
 
 
 class NodeStatus(StrEnum):
     BUILT = "built"
     CACHED = "cached"
-    REMOTE_CACHED = "remote-cached"
+    REMOTE_CACHED = "remote-cached"  # in the registry cache, not needed here
+    PULLED = "pulled"  # from the registry cache
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
 
-OK_STATUSES = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.REMOTE_CACHED})
+OK_STATUSES = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.REMOTE_CACHED, NodeStatus.PULLED})
 
 
 class InputChanged(OrchestratorError):
@@ -61,6 +68,9 @@ class BuildOptions:
     keep_going: bool = True
     no_cache: bool = False
     dry_run: bool = False
+    platforms: tuple[str, ...] = ()  # only these platforms' nodes of the selection (default: all)
+    load: bool = False  # pull the selection's registry hits too, so the engine has every image
+    push: bool = False  # put the selection's human tags in the registry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,12 +93,16 @@ class BuildSummary:
     reports: tuple[NodeReport, ...]
     promoted: tuple[str, ...]
     interrupted: bool = False
+    warnings: tuple[str, ...] = ()
+    published: Published | None = None  # with --push
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
         if any(r.status not in OK_STATUSES for r in self.reports):
+            return EXIT_BUILD_FAILED
+        if self.published is not None and self.published.errors:
             return EXIT_BUILD_FAILED
         return EXIT_OK
 
@@ -132,6 +146,7 @@ class Build:
         executor: Executor | None,
         options: BuildOptions,
         listener: Listener | None = None,
+        remote: RemoteCache | None = None,
     ) -> None:
         self.loaded = loaded
         self.graph = loaded.graph
@@ -141,16 +156,26 @@ class Build:
         self.executor = executor
         self.options = options
         self.listener = listener
+        self.remote = remote
         self.computer: KeyComputer | None = None
         self.base_labels = workspace_labels(loaded.root)
         self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
+        self.in_registry: dict[Node, RemoteImage] = {}  # each node's image in the registry cache, if known
         self._lock = threading.Lock()
+
+    def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
+        """The selection's nodes (only ``options.platforms``' if given)."""
+        wanted = {normalize(p) for p in self.options.platforms}
+        nodes = [n for label in labels for n in self.graph.nodes_of(label) if not wanted or n.platform in wanted]
+        if not nodes:
+            shown = ", ".join(sorted(wanted))
+            raise NothingMatchedError(f"no selected target is built for {shown}")
+        return nodes
 
     def compute_keys(self, labels: list[Label]) -> list[NodeKey]:
         """Keys of the selection and everything it needs (no engine needed)."""
-        closure = self.graph.with_dependencies(labels)
-        nodes = self.graph.topological_nodes(n for label in closure for n in self.graph.nodes_of(label))
-        self.computer, keys = keys_with_store(self.store, self.loaded, nodes)
+        closure = self.graph.nodes_with_ancestors(self.selected_nodes(labels))
+        self.computer, keys = keys_with_store(self.store, self.loaded, self.graph.topological_nodes(closure))
         return keys
 
     def plan(
@@ -167,7 +192,7 @@ class Build:
         repositories = {label: self.graph.targets[label].repository for label in closure}
         if images is None and self.executor is not None:
             images = self.executor.references()
-        return make_plan(
+        plan = make_plan(
             store=self.store,
             keys=keys,
             order=self.graph.topological_nodes(k.node for k in keys),
@@ -177,6 +202,12 @@ class Build:
             images=images,
             no_cache=self.options.no_cache,
         )
+        if self.remote is None or self.options.no_cache:
+            return plan
+        found = self.remote.lookup(plan.nodes, {p.node: repositories[p.node.label] for p in plan.nodes})
+        parents = {p.node: [ref.node for ref in self.graph.node_deps[p.node].parents] for p in plan.nodes}
+        load = self.selected_nodes(labels) if self.options.load else ()
+        return use_remote(plan, found, parents, load=load)
 
     def run(self, plan: Plan) -> BuildSummary:
         if self.listener is not None:
@@ -186,18 +217,21 @@ class Build:
             if planned.action is Action.CACHED and planned.record is not None:
                 self.done[planned.node] = (NodeStatus.CACHED, planned.record)
                 self.records.note_current(planned.node, planned.key)
-        to_build = [p.node for p in plan.to_build]
-        parents = {n: self.graph.nodes.predecessors(n) for n in to_build}
+            if planned.remote is not None:
+                self.in_registry[planned.node] = planned.remote
+        # Pulls and builds are the scheduler's work; a pull waits for nothing, a build for its parents.
+        work = [p.node for p in plan.nodes if p.action is Action.BUILD or p.pull]
+        parents = {p.node: self.graph.nodes.predecessors(p.node) for p in plan.to_build}
         durations = {}
-        for node in to_build:
+        for node in work:
             last = self.records.last_key(node)
             record = self.records.get(last) if last else None
-            durations[node] = record.duration_s if record else 1.0
-        priority = scheduler.critical_path_priority(to_build, parents, durations)
+            durations[node] = record.duration_s if record and by_node[node].action is Action.BUILD else 1.0
+        priority = scheduler.critical_path_priority(work, parents, durations)
         interrupted = False
         try:
             outcomes = scheduler.run(
-                to_build,
+                work,
                 parents,
                 self._worker(by_node),
                 jobs=self.options.jobs,
@@ -208,9 +242,23 @@ class Build:
         except KeyboardInterrupt as stop:
             interrupted = True
             outcomes = getattr(stop, "outcomes", {})
+        if not interrupted:
+            self._push_cached(plan)
         reports = tuple(self._report(p, outcomes.get(p.node)) for p in plan.nodes)
-        promoted = () if interrupted else self._promote(plan, {r.node: r for r in reports})
-        return BuildSummary(plan=plan, reports=reports, promoted=promoted, interrupted=interrupted)
+        by_report = {r.node: r for r in reports}
+        promoted = () if interrupted else self._promote(plan, by_report)
+        published = None
+        if self.options.push and not interrupted:
+            published = self._publish(plan, by_report)
+        warnings = tuple(self.remote.warnings) if self.remote is not None else ()
+        return BuildSummary(
+            plan=plan,
+            reports=reports,
+            promoted=promoted,
+            interrupted=interrupted,
+            warnings=warnings,
+            published=published,
+        )
 
     # -- building one node (worker threads) ---------------------------------------------------
 
@@ -223,9 +271,30 @@ class Build:
                 if record is not None:
                     self._finish(node, NodeStatus.CACHED, record)
                     return
-                self._build(planned, cancel)
+                if planned.action is Action.REMOTE:
+                    self._pull(planned)
+                else:
+                    self._build(planned, cancel)
 
         return work
+
+    def _pull(self, planned: PlannedNode) -> None:
+        assert self.executor is not None and self.remote is not None
+        started = time.monotonic()
+        repository = self.graph.targets[planned.node.label].repository
+        info = self.remote.pull(self.executor, planned, repository)
+        record = BuildRecord(
+            key=planned.key,
+            label=str(planned.node.label),
+            platform=planned.node.platform,
+            image=planned.image,
+            image_id=info.image_id,
+            duration_s=round(time.monotonic() - started, 3),
+            built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            log="",
+        )
+        self.records.put(planned.node, record)
+        self._finish(planned.node, NodeStatus.PULLED, record)
 
     def _build(self, planned: PlannedNode, cancel: threading.Event) -> None:
         assert self.executor is not None and self.computer is not None
@@ -288,6 +357,31 @@ class Build:
         )
         self.records.put(node, record)
         self._finish(node, NodeStatus.BUILT, record)
+        if self.remote is not None and self.remote.write:
+            self._push(planned, result.image_id)
+
+    def _push(self, planned: PlannedNode, image_id: str) -> None:
+        """Share a node's image through the registry cache (a failure is a warning, not the node's)."""
+        assert self.executor is not None and self.remote is not None
+        repository = self.graph.targets[planned.node.label].repository
+        image = self.remote.push(self.executor, planned, repository, image_id)
+        if image is not None:
+            with self._lock:
+                self.in_registry[planned.node] = image
+
+    def _push_cached(self, plan: Plan) -> None:
+        """Push what the engine had but the registry lacks (built before the registry was set, say)."""
+        if self.remote is None or not self.remote.write or self.remote.down is not None:
+            return
+        missing = [
+            (p, self.done[p.node][1].image_id)
+            for p in plan.nodes
+            if p.node in self.done and self.done[p.node][0] is NodeStatus.CACHED and p.node not in self.in_registry
+        ]
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="push") as pool:
+            list(pool.map(lambda item: self._push(*item), missing))
 
     def _finish(self, node: Node, status: NodeStatus, record: BuildRecord) -> None:
         with self._lock:
@@ -296,6 +390,15 @@ class Build:
     # -- after the run --------------------------------------------------------------------------
 
     def _report(self, planned: PlannedNode, outcome: scheduler.Outcome[Node] | None) -> NodeReport:
+        if planned.action is Action.REMOTE and not planned.pull:
+            return NodeReport(
+                node=planned.node,
+                key=planned.key,
+                status=NodeStatus.REMOTE_CACHED,
+                reason=planned.reason,
+                duration_s=0.0,
+                tags=(planned.image,),
+            )
         done = self.done.get(planned.node)
         if done is not None:
             status, record = done
@@ -304,7 +407,7 @@ class Build:
                 key=planned.key,
                 status=status,
                 reason=planned.reason,
-                duration_s=record.duration_s if status is NodeStatus.BUILT else 0.0,
+                duration_s=record.duration_s if status in (NodeStatus.BUILT, NodeStatus.PULLED) else 0.0,
                 image_id=record.image_id,
                 tags=(record.image,),
                 log=record.log,
@@ -335,14 +438,10 @@ class Build:
         if self.executor is None:
             return ()
         promoted = []
-        for label in sorted(plan.selected):
-            nodes = self.graph.nodes_of(label)
-            closure = self.graph.nodes_with_ancestors(nodes)
-            if any(reports[n].status not in OK_STATUSES for n in closure if n in reports):
-                continue
-            node = _local_node(nodes)
-            if node is None:
-                continue
+        for label in self._succeeded(plan, reports):
+            node = _local_node([n for n in self.graph.nodes_of(label) if n in reports])
+            if node is None or reports[node].image_id is None:
+                continue  # not the host's platform, or only in the registry (--load pulls it)
             target = self.graph.targets[label]
             image_id = reports[node].image_id
             assert image_id is not None
@@ -353,6 +452,25 @@ class Build:
                     self.executor.tag(image_id, target.repository, tag)
                     promoted.append(reference)
         return tuple(promoted)
+
+    def _succeeded(self, plan: Plan, reports: Mapping[Node, NodeReport]) -> list[Label]:
+        """Selected targets whose planned nodes, and every node those rest on, succeeded."""
+        good = []
+        for label in sorted(plan.selected):
+            nodes = [n for n in self.graph.nodes_of(label) if n in reports]
+            closure = self.graph.nodes_with_ancestors(nodes)
+            if nodes and all(reports[n].status in OK_STATUSES for n in closure if n in reports):
+                good.append(label)
+        return good
+
+    def _publish(self, plan: Plan, reports: Mapping[Node, NodeReport]) -> Published:
+        """``--push``: the human tags of every selected target whose closure succeeded, in the registry."""
+        if self.remote is None:
+            return Published(pushed=(), errors=("--push needs a registry: registry= in WORKSPACE or --registry",))
+        if self.remote.down is not None:
+            return Published(pushed=(), errors=(f"nothing pushed: the registry is unavailable ({self.remote.down})",))
+        targets = [(self.graph.targets[label], self.graph.nodes_of(label)) for label in self._succeeded(plan, reports)]
+        return publish(self.remote.registry, targets, self.in_registry)
 
 
 def _local_node(nodes: list[Node]) -> Node | None:

@@ -11,6 +11,7 @@ Expected errors are raised by the library and handled once, at the CLI, which pr
     │   └── CycleError                a dependency cycle (holds the cycle)
     ├── UnknownTargetError            a label or image reference nobody defines (did you mean)
     ├── NothingMatchedError           a pattern that selects nothing (exit 3)
+    ├── UsageError                    options that contradict each other or lack a setting
     └── GitError                      ``--since`` could not ask git
 """
 
@@ -110,3 +111,7 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+class UsageError(OrchestratorError):
+    """Options that contradict each other, or that need a setting nobody gave (exit 2)."""

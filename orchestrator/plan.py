@@ -1,13 +1,15 @@
 """What a build has to do: for every node of the selection and its dependencies, cached or to build.
 
 A record counts only when the engine still has its image with the matching key label; otherwise the
-node is rebuilt, and the reason says why. Nothing here builds; the planner only describes.
+node is rebuilt, and the reason says why. With a registry cache, a node to build whose content tag
+the registry holds, with the same key label and platform, is not built (``REMOTE``); it is pulled
+only when a node built here rests on it. Nothing here builds or talks to anything; it only describes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from orchestrator.cache.records import BuildRecord, Records
@@ -17,12 +19,15 @@ from orchestrator.keys import NodeKey
 from orchestrator.label import Label
 from orchestrator.manifests import changes, describe, load_manifest
 from orchestrator.model import Node
+from orchestrator.platforms import normalize
+from orchestrator.registry import RemoteImage
 
 CONTENT_TAG_PREFIX = "key-"
 
 
 class Action(StrEnum):
-    CACHED = "cached"
+    CACHED = "cached"  # the engine has it
+    REMOTE = "remote"  # the registry cache has it: not built here (pulled if ``pull``)
     BUILD = "build"
 
 
@@ -34,6 +39,9 @@ class PlannedNode:
     action: Action
     reason: str
     record: BuildRecord | None  # the trusted record of a cached node
+    remote: RemoteImage | None = None  # the registry's verified copy, when the registry has one
+    pull: bool = False  # REMOTE only: a node built here rests on it (or --load asked for it)
+    poisoned: str | None = None  # what is wrong with the registry's image for this content tag
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +56,13 @@ class Plan:
     @property
     def to_build(self) -> list[PlannedNode]:
         return [p for p in self.nodes if p.action is Action.BUILD]
+
+    @property
+    def to_pull(self) -> list[PlannedNode]:
+        return [p for p in self.nodes if p.action is Action.REMOTE and p.pull]
+
+    def count(self, action: Action) -> int:
+        return sum(1 for p in self.nodes if p.action is action)
 
 
 def content_image(repository: str, key: str) -> str:
@@ -127,3 +142,55 @@ def make_plan(
             PlannedNode(node=node, key=node_key.key, image=image, action=action, reason=reason, record=record)
         )
     return Plan(nodes=tuple(planned), selected=selected, images=images)
+
+
+def image_problem(labels: Mapping[str, str], platform: str, *, key: str, expected_platform: str) -> str | None:
+    """Why an image found under a content tag must not be used (another key or platform), or None."""
+    found_key = labels.get(KEY_LABEL)
+    if found_key != key:
+        return f"carries key label {found_key!r}, not {key!r}"
+    if not platform or normalize(platform) != normalize(expected_platform):
+        return f"is for platform {platform or 'several platforms'!r}, not {expected_platform}"
+    return None
+
+
+def use_remote(
+    plan: Plan,
+    found: Mapping[Node, RemoteImage | None],
+    parents: Mapping[Node, Iterable[Node]],
+    *,
+    load: Iterable[Node] = (),
+) -> Plan:
+    """The plan once the registry was asked: ``found`` holds what it has for each node's content tag.
+
+    A node to build whose registry copy passes the check becomes REMOTE; one whose copy
+    fails :func:`image_problem` (a poisoned or clashing tag) is built, and its reason says what was found. Every
+    planned node keeps its verified registry copy in ``remote`` (a push can skip it). A REMOTE node
+    is pulled when a node still to build rests on it, or when it is in ``load``.
+    """
+    updated: dict[Node, PlannedNode] = {}
+    for planned in plan.nodes:
+        image = found.get(planned.node)
+        problem = (
+            None
+            if image is None
+            else image_problem(image.labels, image.platform, key=planned.key, expected_platform=planned.node.platform)
+        )
+        if image is not None and problem is None:
+            if planned.action is Action.BUILD:
+                planned = replace(planned, action=Action.REMOTE, reason="in the registry cache", remote=image)
+            else:
+                planned = replace(planned, remote=image)
+        elif problem is not None and planned.action is Action.BUILD:
+            reason = f"the registry's {planned.image} {problem}: not used, rebuilt"
+            planned = replace(planned, reason=reason, poisoned=problem)
+        updated[planned.node] = planned
+    wanted = set(load)
+    for planned in updated.values():
+        if planned.action is Action.BUILD:
+            wanted.update(parents.get(planned.node, ()))
+    for node in wanted:
+        planned = updated[node]
+        if planned.action is Action.REMOTE:
+            updated[node] = replace(planned, pull=True)
+    return replace(plan, nodes=tuple(updated[p.node] for p in plan.nodes))

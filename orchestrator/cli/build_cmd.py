@@ -22,6 +22,27 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cached or to build, and why)")] = False,
     since: Annotated[str | None, typer.Option("--since", help="Only targets affected since this git revision")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON report here")] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option("--platform", help="Only this platform's nodes, e.g. linux/arm64 (repeatable; default: all)"),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", help="Registry cache, host[:port][/prefix] (default: WORKSPACE's registry=)"),
+    ] = None,
+    remote_cache_write: Annotated[
+        bool,
+        typer.Option(
+            "--remote-cache-write/--no-remote-cache-write",
+            help="Push what is built to the registry cache (--no-remote-cache-write only reads, e.g. for PRs)",
+        ),
+    ] = True,
+    push: Annotated[
+        bool, typer.Option("--push", help="Push the selection's human tags (one index per multi-platform tag)")
+    ] = False,
+    load: Annotated[
+        bool, typer.Option("--load", help="Pull the selection's registry hits too, so the engine has every image")
+    ] = False,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -34,6 +55,11 @@ def build(
         dry_run=dry_run,
         since=since,
         report=report,
+        platforms=tuple(platform or ()),
+        registry=registry,
+        remote_cache_write=remote_cache_write,
+        push=push,
+        load=load,
     )
     run_build(ctx, command)
 

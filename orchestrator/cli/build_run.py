@@ -20,12 +20,15 @@ from orchestrator.build import Build, BuildOptions
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options
-from orchestrator.errors import OrchestratorError
+from orchestrator.emulation import check_emulation
+from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
 from orchestrator.inputs import targets_owning
+from orchestrator.loading import LoadedWorkspace
 from orchestrator.manifests import changes, load_manifest
 from orchestrator.plan import Action, Plan
+from orchestrator.remote_cache import RemoteCache
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.vcs import changed_files
@@ -48,9 +51,24 @@ def _connect() -> Engine:
 
 def _print_plan(plan: Plan) -> None:
     for planned in plan.nodes:
-        word = "CACHED" if planned.action is Action.CACHED else "BUILD "
-        typer.echo(f"{word} {planned.node.label} {planned.node.platform} {planned.key}  ({planned.reason})")
-    typer.echo(f"{len(plan.to_build)} to build, {len(plan.nodes) - len(plan.to_build)} cached")
+        word = {Action.CACHED: "CACHED", Action.REMOTE: "REMOTE", Action.BUILD: "BUILD "}[planned.action]
+        pull = ", pull" if planned.pull else ""
+        typer.echo(f"{word} {planned.node.label} {planned.node.platform} {planned.key}  ({planned.reason}{pull})")
+    typer.echo(
+        f"{plan.count(Action.BUILD)} to build, {plan.count(Action.CACHED)} cached, "
+        f"{plan.count(Action.REMOTE)} in the registry cache ({len(plan.to_pull)} to pull)"
+    )
+
+
+def _remote_cache(loaded: LoadedWorkspace, command: BuildCommand) -> RemoteCache | None:
+    address = command.registry or loaded.workspace.settings.registry
+    if not address:
+        if command.push:
+            raise UsageError("--push needs a registry: set registry= in WORKSPACE or pass --registry")
+        return None
+    from orchestrator.registry import Registry
+
+    return RemoteCache(Registry(address), write=command.remote_cache_write)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +82,21 @@ class BuildCommand:
     dry_run: bool
     since: str | None
     report: Path | None
+    platforms: tuple[str, ...] = ()
+    registry: str | None = None
+    remote_cache_write: bool = True
+    push: bool = False
+    load: bool = False
+
+    def check(self) -> None:
+        """Options that contradict each other (exit 2 before anything runs)."""
+        if self.push and not self.remote_cache_write:
+            raise UsageError("--push uploads images; it cannot go with --no-remote-cache-write")
+        if self.push and self.platforms:
+            raise UsageError(
+                "--push publishes every platform of a target; drop --platform (platforms already in the "
+                "registry cache are not built again)"
+            )
 
 
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
@@ -74,6 +107,7 @@ def run_build(ctx: typer.Context, command: BuildCommand) -> None:
 
 
 def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:
+    command.check()
     loaded = load_workspace(ctx)
     graph = loaded.graph
     selected = graph.select(command.patterns or [])
@@ -82,12 +116,18 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         selected = [label for label in selected if label in affected]
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     build_options = BuildOptions(
-        jobs=command.jobs or os.cpu_count() or 1, keep_going=command.keep_going, no_cache=command.no_cache
+        jobs=command.jobs or os.cpu_count() or 1,
+        keep_going=command.keep_going,
+        no_cache=command.no_cache,
+        platforms=command.platforms,
+        load=command.load,
+        push=command.push,
     )
+    remote = _remote_cache(loaded, command)
     console = Console(stderr=True)
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
-        run = Build(loaded, store, cache_dir, None, build_options, display)
+        run = Build(loaded, store, cache_dir, None, build_options, display, remote)
         keys = run.compute_keys(selected)
         engine: Engine | None = None
         try:
@@ -99,9 +139,18 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         if engine is not None:
             run.executor = engine.executor
         plan = run.plan(selected, keys, images=None if engine is None else engine.images)
+        if remote is not None:
+            for warning in remote.warnings:
+                console.print(f"[yellow]WARNING[/] {warning}", highlight=False)
+        for planned in plan.nodes:
+            if planned.poisoned:
+                console.print(f"[yellow]WARNING[/] {planned.node}: {planned.reason}", highlight=False)
         if command.dry_run:
             _print_plan(plan)
             return
+        assert engine is not None
+        if engine.executor.is_local():
+            check_emulation({p.node.platform for p in plan.to_build}, engine.executor.native_platform())
         try:
             summary = run.run(plan)
         finally:

@@ -84,6 +84,12 @@ class BuildFailed(OrchestratorError):
         self.log_tail = log_tail
 
 
+class TransferFailed(OrchestratorError):
+    """A pull from or push to a registry did not finish (the registry is down, refused, or lacks it)."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
 class DaemonUnavailable(OrchestratorError):
     """The Docker daemon cannot be reached (exit 2)."""
 
@@ -106,3 +112,18 @@ class Executor(Protocol):
 
     def references(self) -> Mapping[str, ImageSummary]:
         """Every ``repository:tag`` the engine has, from one listing (not one request per image)."""
+
+    def remove_image(self, reference: str) -> bool:
+        """Untag ``reference`` (an ID: delete the image); False when it did not exist."""
+
+    def native_platform(self) -> str:
+        """The engine's own platform (``linux/amd64``); other platforms build under emulation."""
+
+    def is_local(self) -> bool:
+        """Whether the engine runs on this machine (so this machine's emulators are the engine's)."""
+
+    def pull(self, reference: str, platform: str) -> ImageInfo:
+        """Pull ``reference`` (``registry/repository:tag``) for ``platform``; raise TransferFailed."""
+
+    def push(self, reference: str) -> str:
+        """Push ``reference`` (``registry/repository:tag``); its manifest digest; raise TransferFailed."""

@@ -40,6 +40,7 @@ from orchestrator.executor.api import (
     Executor,
     ImageInfo,
     ImageSummary,
+    TransferFailed,
 )
 from orchestrator.platforms import normalize
 from orchestrator.tarball import InputChanged, context_tar_stream
@@ -130,6 +131,37 @@ class DockerExecutor:
         with self._errors(f"tagging {image_id} as {repository}:{tag}"):
             if not api.tag(image_id, repository, tag, force=True):
                 raise EngineError(f"the Docker Engine at {self.url} did not tag {image_id} as {repository}:{tag}")
+
+    def pull(self, reference: str, platform: str) -> ImageInfo:
+        repository, tag = _split_reference(reference)
+        api = self._api()
+        with self._transfer_errors("pull", reference), self._errors(f"pulling {reference}"):
+            for message in api.pull(repository, tag=tag, platform=platform, stream=True, decode=True):
+                _raise_stream_error(message, "pull", reference)
+        info = self.inspect(reference)
+        if info is None:
+            raise TransferFailed(f"pulled {reference}, but the engine does not have it")
+        return info
+
+    def push(self, reference: str) -> str:
+        repository, tag = _split_reference(reference)
+        api = self._api()
+        digest = ""
+        with self._transfer_errors("push", reference), self._errors(f"pushing {reference}"):
+            for message in api.push(repository, tag=tag, stream=True, decode=True):
+                _raise_stream_error(message, "push", reference)
+                aux = message.get("aux")
+                if isinstance(aux, Mapping) and isinstance(aux.get("Digest"), str):
+                    digest = str(aux["Digest"])
+        if not digest:
+            raise TransferFailed(f"the push of {reference} ended without a manifest digest")
+        return digest
+
+    def native_platform(self) -> str:
+        return self._native()
+
+    def is_local(self) -> bool:
+        return self.url.startswith(("unix://", "http+unix://"))
 
     def remove_image(self, reference: str, *, force: bool = False) -> bool:
         """``docker rmi``: untag ``reference`` (an ID: delete the image); False when it did not exist."""
@@ -256,6 +288,14 @@ class DockerExecutor:
             return self._native_platform
 
     @contextmanager
+    def _transfer_errors(self, verb: str, reference: str) -> Iterator[None]:
+        """An engine refusing a pull or push (registry down, unknown tag) is a TransferFailed."""
+        try:
+            yield
+        except EngineError as exc:
+            raise TransferFailed(f"{verb} of {reference} failed: {exc}") from exc
+
+    @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Translate the SDK's and requests' exceptions raised while doing ``action``."""
         import requests
@@ -284,6 +324,21 @@ def _probe_unix_socket(url: str, timeout: float) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """``host:5000/repo:tag`` -> (``host:5000/repo``, ``tag``)."""
+    repository, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:
+        return reference, "latest"
+    return repository, tag
+
+
+def _raise_stream_error(message: Mapping[str, Any], verb: str, reference: str) -> None:
+    if "error" in message or "errorDetail" in message:
+        detail = message.get("errorDetail") or {}
+        error = message.get("error") or detail.get("message") or f"the {verb} failed"
+        raise TransferFailed(f"{verb} of {reference} failed: {str(error).strip()}")
 
 
 def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]:

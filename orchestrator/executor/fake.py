@@ -28,7 +28,9 @@ from orchestrator.executor.api import (
     Executor,
     ImageInfo,
     ImageSummary,
+    TransferFailed,
 )
+from orchestrator.executor.fake_registry import FakeRegistry
 
 FailWhen = Collection[str] | Callable[[BuildRequest], bool]
 
@@ -71,12 +73,18 @@ class FakeExecutor:
         default_duration: float = 0.0,
         daemon_up: bool = True,
         write_logs: bool = False,
+        registry: FakeRegistry | None = None,
+        native: str = "linux/amd64",
     ) -> None:
         self._fail = fail
         self._durations = dict(durations or {})
         self._default_duration = default_duration
         self.daemon_up = daemon_up
         self._write_logs = write_logs
+        self.registry = registry
+        self.native = native
+        self.pulled: list[str] = []
+        self.pushed: list[str] = []
         self._lock = threading.Lock()
         self.requests: list[BuildRequest] = []
         self.cancelled: list[BuildRequest] = []
@@ -118,7 +126,37 @@ class FakeExecutor:
                 raise OrchestratorError(f"the fake engine cannot tag {image_id}: no such image")
             self._point(f"{repository}:{tag}", image)
 
-    # --- helpers for tests -------------------------------------------------------------------
+    def remove_image(self, reference: str) -> bool:
+        return self.remove(reference)
+
+    def native_platform(self) -> str:
+        return self.native
+
+    def is_local(self) -> bool:
+        return True
+
+    def pull(self, reference: str, platform: str) -> ImageInfo:
+        self.ping()
+        found = self._registry().fetch(reference)
+        if found is None:
+            raise TransferFailed(f"pull of {reference} failed: manifest unknown")
+        self.add_image(reference, labels=found.labels, platform=found.platform)
+        with self._lock:
+            self.pulled.append(reference)
+        info = self.inspect(reference)
+        assert info is not None
+        return info
+
+    def push(self, reference: str) -> str:
+        self.ping()
+        with self._lock:
+            image = self._resolve(reference)
+        if image is None:
+            raise TransferFailed(f"push of {reference} failed: no such image")
+        stored = self._registry().store(reference, image.labels, image.platform)
+        with self._lock:
+            self.pushed.append(reference)
+        return stored.digest
 
     def references(self) -> Mapping[str, ImageSummary]:
         with self._lock:
@@ -126,6 +164,8 @@ class FakeExecutor:
                 ref: ImageSummary(image_id=image_id, labels=dict(self.images[image_id].labels))
                 for ref, image_id in self._references.items()
             }
+
+    # --- helpers for tests -------------------------------------------------------------------
 
     def add_image(
         self, reference: str, *, labels: Mapping[str, str] | None = None, platform: str = "linux/amd64"
@@ -157,6 +197,13 @@ class FakeExecutor:
             return list(self._built)
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _registry(self) -> FakeRegistry:
+        if self.registry is None:
+            raise TransferFailed("the fake engine has no registry to pull from or push to")
+        if not self.registry.up:
+            raise TransferFailed(f"cannot reach {self.registry.address}: the fake registry is down")
+        return self.registry
 
     def _build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
         label = str(request.node.label)

@@ -23,6 +23,7 @@ STYLE = {
     NodeStatus.BUILT: "green",
     NodeStatus.CACHED: "dim",
     NodeStatus.REMOTE_CACHED: "cyan",
+    NodeStatus.PULLED: "cyan",
     NodeStatus.FAILED: "bold red",
     NodeStatus.SKIPPED: "yellow",
     NodeStatus.CANCELLED: "yellow",
@@ -34,7 +35,8 @@ class ConsoleDisplay:
         self.console = console
         self.started_at = time.monotonic()
         self.running: dict[Node, float] = {}
-        self.counts = {"built": 0, "failed": 0, "skipped": 0, "cached": 0}
+        self.counts = {"built": 0, "pulled": 0, "failed": 0, "skipped": 0, "cached": 0}
+        self.pulls: set[Node] = set()
         self.total = 0
         self.live: Live | None = None
         self._lock = threading.Lock()
@@ -42,10 +44,16 @@ class ConsoleDisplay:
     # -- scheduler.Listener ---------------------------------------------------------------------
     def planned(self, plan: Plan) -> None:
         self.total = len(plan.nodes)
-        self.counts["cached"] = sum(1 for p in plan.nodes if p.action is Action.CACHED)
+        self.counts["cached"] = plan.count(Action.CACHED) + plan.count(Action.REMOTE) - len(plan.to_pull)
+        self.pulls = {p.node for p in plan.to_pull}
         to_build = len(plan.to_build)
-        self.console.print(f"{self.total} nodes: {self.counts['cached']} cached, {to_build} to build", highlight=False)
-        if to_build and self.console.is_terminal:
+        remote = plan.count(Action.REMOTE)
+        in_registry = f", {remote} in the registry cache ({len(plan.to_pull)} to pull)" if remote else ""
+        self.console.print(
+            f"{self.total} nodes: {plan.count(Action.CACHED)} cached, {to_build} to build{in_registry}",
+            highlight=False,
+        )
+        if (to_build or self.pulls) and self.console.is_terminal:
             # get_renderable: the view is re-rendered on every refresh, so elapsed times tick.
             self.live = Live(console=self.console, refresh_per_second=4, transient=True, get_renderable=self._render)
             self.live.start()
@@ -61,7 +69,7 @@ class ConsoleDisplay:
         with self._lock:
             began = self.running.pop(outcome.node, None)
             word = {
-                scheduler.Status.SUCCEEDED: "built",
+                scheduler.Status.SUCCEEDED: "pulled" if outcome.node in self.pulls else "built",
                 scheduler.Status.FAILED: "failed",
                 scheduler.Status.SKIPPED: "skipped",
                 scheduler.Status.CANCELLED: "skipped",
@@ -89,11 +97,14 @@ class ConsoleDisplay:
         now = time.monotonic()
         with self._lock:
             running = sorted(self.running.items())
-        lines = [Text(f"  building {node} ({now - began:.0f}s)") for node, began in running]
+        lines = [
+            Text(f"  {'pulling' if node in self.pulls else 'building'} {node} ({now - began:.0f}s)")
+            for node, began in running
+        ]
         c = self.counts
         status = Text(
-            f"built {c['built']}  cached {c['cached']}  failed {c['failed']}  skipped {c['skipped']}"
-            f"  of {self.total}  elapsed {now - self.started_at:.0f}s"
+            f"built {c['built']}  pulled {c['pulled']}  cached {c['cached']}  failed {c['failed']}"
+            f"  skipped {c['skipped']}  of {self.total}  elapsed {now - self.started_at:.0f}s"
         )
         return Group(*lines, status)
 
@@ -123,3 +134,10 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
     console.print(f"{counts}; exit {summary.exit_code}", highlight=False)
     for ref in summary.promoted:
         console.print(f"tagged {ref}", highlight=False)  # only references that moved
+    for warning in summary.warnings:
+        console.print(f"[yellow]WARNING[/] {warning}", highlight=False)
+    if summary.published is not None:
+        for ref in summary.published.pushed:
+            console.print(f"pushed {ref}", highlight=False)
+        for error in summary.published.errors:
+            console.print(f"[bold red]PUSH FAILED[/] {error}", highlight=False)

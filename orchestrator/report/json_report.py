@@ -1,9 +1,9 @@
 """The machine-readable build report (``build --report PATH.json``).
 
-Schema version 1: ``{"version": 1, "exit_code": int, "promoted": [ref...], "nodes": [node...]}``
-with one node object per (target, platform): ``label``, ``platform``, ``key``, ``status``
-(built | cached | remote-cached | failed | skipped | cancelled), ``duration_s``, ``image_id``,
-``tags``, ``log``, ``reason``, ``error``.
+Schema version 1: ``{"version": 1, "exit_code": int, "promoted": [ref...], "pushed": [ref...],
+"warnings": [text...], "nodes": [node...]}`` with one node object per (target, platform): ``label``,
+``platform``, ``key``, ``status`` (built | cached | remote-cached | pulled | failed | skipped |
+cancelled), ``duration_s``, ``image_id``, ``tags``, ``log``, ``reason``, ``error``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def report_data(summary: BuildSummary) -> dict[str, Any]:
         "version": SCHEMA_VERSION,
         "exit_code": summary.exit_code,
         "promoted": list(summary.promoted),
+        "pushed": list(summary.published.pushed) if summary.published else [],
+        "warnings": list(summary.warnings),
         "nodes": [
             {
                 "label": str(r.node.label),
