@@ -44,7 +44,7 @@ def publish(
                     registry.tag_manifest(target.repository, images[0], tag)
                 else:
                     registry.put_index(target.repository, tag, images)
-            except (RegistryUnavailable, RegistryError) as exc:
+            except (RegistryUnavailable, RegistryError, ValueError) as exc:
                 errors.append(f"{target.label}: could not push {reference}: {exc}")
                 continue
             pushed.append(reference)

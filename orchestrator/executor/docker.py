@@ -1,7 +1,8 @@
 """The Executor on a Docker Engine, through the docker SDK's low-level ``APIClient``.
 
-The only module that imports ``docker`` (and ``requests``), both lazily so that importing this module
-stays cheap; every SDK and HTTP exception is translated here (``raise ... from exc``):
+The only module that imports ``docker`` (``registry.py`` talks HTTP to registries itself), lazily so
+that importing this module stays cheap; every SDK and HTTP exception is translated here
+(``raise ... from exc``):
 
     connection refused, no socket, timeouts    -> DaemonUnavailable (exit 2)
     an API error other than "no such image"    -> EngineError (exit 2)

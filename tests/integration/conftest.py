@@ -148,3 +148,37 @@ def _rootfs_tar() -> bytes:
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
             tar.addfile(info)
     return out.getvalue()
+
+
+ARM64_BUSYBOX = Path(__file__).resolve().parents[2] / "cache/busybox/linux-arm64/busybox"
+
+
+def _unavailable(message: str) -> None:
+    """Fail in CI (a skipped integration test would pass for the wrong reason), else skip."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on 127.0.0.1 and a free port: its address."""
+    from tests.registry_server import registry_binary, running_registry
+
+    if registry_binary() is None:
+        _unavailable("the registry tests need docker-registry (apt-get install docker-registry)")
+    with running_registry(tmp_path / "registry") as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def arm64_busybox() -> Path:
+    """A static arm64 busybox (scripts/enable-emulation fetches it), with QEMU registered to run it."""
+    from orchestrator.emulation import emulator_problem
+
+    problem = emulator_problem("linux/arm64", host_platform())
+    if problem is not None:
+        _unavailable(f"linux/arm64 cannot run here: {problem} (run scripts/enable-emulation)")
+    if not ARM64_BUSYBOX.is_file():
+        _unavailable(f"{ARM64_BUSYBOX} is missing (run scripts/enable-emulation)")
+    return ARM64_BUSYBOX
