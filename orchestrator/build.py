@@ -29,8 +29,15 @@ from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
 from orchestrator.context import ContextEntry
-from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, NothingMatchedError, OrchestratorError
-from orchestrator.executor.api import BuildRequest, Executor, ImageSummary
+from orchestrator.errors import (
+    EXIT_BUILD_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    NothingMatchedError,
+    OrchestratorError,
+)
+from orchestrator.executor.api import BuildRequest, Executor, ImageSummary, TransferFailed
 from orchestrator.hashing import keys_with_store
 from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
@@ -56,6 +63,10 @@ class NodeStatus(StrEnum):
 
 
 OK_STATUSES = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.REMOTE_CACHED, NodeStatus.PULLED})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it stops a build as cleanly as Ctrl-C (exit 143)."""
 
 
 class InputChanged(OrchestratorError):
@@ -93,13 +104,14 @@ class BuildSummary:
     reports: tuple[NodeReport, ...]
     promoted: tuple[str, ...]
     interrupted: bool = False
+    terminated: bool = False  # the interruption was a SIGTERM
     warnings: tuple[str, ...] = ()
     published: Published | None = None  # with --push
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
         if any(r.status not in OK_STATUSES for r in self.reports):
             return EXIT_BUILD_FAILED
         if self.published is not None and self.published.errors:
@@ -161,6 +173,8 @@ class Build:
         self.base_labels = workspace_labels(loaded.root)
         self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
         self.in_registry: dict[Node, RemoteImage] = {}  # each node's image in the registry cache, if known
+        self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
+        self._keys: list[NodeKey] = []
         self._lock = threading.Lock()
 
     def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
@@ -176,6 +190,7 @@ class Build:
         """Keys of the selection and everything it needs (no engine needed)."""
         closure = self.graph.nodes_with_ancestors(self.selected_nodes(labels))
         self.computer, keys = keys_with_store(self.store, self.loaded, self.graph.topological_nodes(closure))
+        self._keys = keys
         return keys
 
     def plan(
@@ -188,6 +203,7 @@ class Build:
         """Cached or to build, for every node of the selection's closure (``images``: one listing)."""
         if keys is None:
             keys = self.compute_keys(labels)
+        self._keys = keys
         closure = self.graph.with_dependencies(labels)
         repositories = {label: self.graph.targets[label].repository for label in closure}
         if images is None and self.executor is not None:
@@ -205,11 +221,49 @@ class Build:
         if self.remote is None or self.options.no_cache:
             return plan
         found = self.remote.lookup(plan.nodes, {p.node: repositories[p.node.label] for p in plan.nodes})
+        for node in self.distrusted:
+            found.pop(node, None)
         parents = {p.node: [ref.node for ref in self.graph.node_deps[p.node].parents] for p in plan.nodes}
         load = self.selected_nodes(labels) if self.options.load else ()
         return use_remote(plan, found, parents, load=load)
 
     def run(self, plan: Plan) -> BuildSummary:
+        outcomes, stop = self._execute(plan)
+        failed_pulls = [] if stop is not None else _failed_pulls(plan, outcomes)
+        first_pass: dict[Node, NodeReport] = {}
+        if failed_pulls and self.remote is not None:
+            # A registry copy that failed to pull, or turned out wrong once pulled, is built here
+            # instead: plan again without trusting those copies (what was done is now cached).
+            first_pass = {p.node: self._report(p, outcomes.get(p.node)) for p in plan.nodes}
+            self.distrusted.update(failed_pulls)
+            for node in failed_pulls:
+                self.remote.warn(f"{node}: {outcomes[node].error}; building it here instead")
+            plan = self.plan(sorted(plan.selected), self._keys)
+            outcomes, stop = self._execute(plan)
+        interrupted = stop is not None
+        if not interrupted:
+            self._push_cached(plan)
+        reports = tuple(
+            _prefer_work_done(first_pass.get(p.node), self._report(p, outcomes.get(p.node))) for p in plan.nodes
+        )
+        by_report = {r.node: r for r in reports}
+        promoted = () if interrupted else self._promote(plan, by_report)
+        published = None
+        if self.options.push and not interrupted:
+            published = self._publish(plan, by_report)
+        warnings = tuple(self.remote.warnings) if self.remote is not None else ()
+        return BuildSummary(
+            plan=plan,
+            reports=reports,
+            promoted=promoted,
+            interrupted=interrupted,
+            terminated=isinstance(stop, Terminated) or isinstance(getattr(stop, "__cause__", None), Terminated),
+            warnings=warnings,
+            published=published,
+        )
+
+    def _execute(self, plan: Plan) -> tuple[dict[Node, scheduler.Outcome[Node]], KeyboardInterrupt | None]:
+        """Run the plan's pulls and builds; their outcomes, and the interruption that stopped them if any."""
         if self.listener is not None:
             self.listener.planned(plan)
         by_node = plan.by_node()
@@ -228,7 +282,6 @@ class Build:
             record = self.records.get(last) if last else None
             durations[node] = record.duration_s if record and by_node[node].action is Action.BUILD else 1.0
         priority = scheduler.critical_path_priority(work, parents, durations)
-        interrupted = False
         try:
             outcomes = scheduler.run(
                 work,
@@ -240,25 +293,8 @@ class Build:
                 listener=self.listener,
             )
         except KeyboardInterrupt as stop:
-            interrupted = True
-            outcomes = getattr(stop, "outcomes", {})
-        if not interrupted:
-            self._push_cached(plan)
-        reports = tuple(self._report(p, outcomes.get(p.node)) for p in plan.nodes)
-        by_report = {r.node: r for r in reports}
-        promoted = () if interrupted else self._promote(plan, by_report)
-        published = None
-        if self.options.push and not interrupted:
-            published = self._publish(plan, by_report)
-        warnings = tuple(self.remote.warnings) if self.remote is not None else ()
-        return BuildSummary(
-            plan=plan,
-            reports=reports,
-            promoted=promoted,
-            interrupted=interrupted,
-            warnings=warnings,
-            published=published,
-        )
+            return getattr(stop, "outcomes", {}), stop
+        return outcomes, None
 
     # -- building one node (worker threads) ---------------------------------------------------
 
@@ -471,6 +507,24 @@ class Build:
             return Published(pushed=(), errors=(f"nothing pushed: the registry is unavailable ({self.remote.down})",))
         targets = [(self.graph.targets[label], self.graph.nodes_of(label)) for label in self._succeeded(plan, reports)]
         return publish(self.remote.registry, targets, self.in_registry)
+
+
+def _failed_pulls(plan: Plan, outcomes: Mapping[Node, scheduler.Outcome[Node]]) -> list[Node]:
+    """Nodes whose registry copy could not be pulled or was wrong once pulled."""
+    return [
+        p.node
+        for p in plan.to_pull
+        if p.node in outcomes
+        and outcomes[p.node].status is scheduler.Status.FAILED
+        and isinstance(outcomes[p.node].error, TransferFailed)
+    ]
+
+
+def _prefer_work_done(first: NodeReport | None, second: NodeReport) -> NodeReport:
+    """A node built or pulled by the first pass shows as that, not as cached by the second."""
+    if first is not None and first.status in (NodeStatus.BUILT, NodeStatus.PULLED):
+        return first
+    return second
 
 
 def _local_node(nodes: list[Node]) -> Node | None:

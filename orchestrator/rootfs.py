@@ -7,7 +7,9 @@ own directory, and its output goes to the node's log.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -40,14 +42,18 @@ def rootfs_tarball(
     env = {**os.environ, "OUT": str(partial), "PLATFORM": node.platform}
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as log_file:
-        process = subprocess.Popen(argv, cwd=script.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        # A session of its own: cancelling stops the whole process group (debootstrap and its children).
+        process = subprocess.Popen(
+            argv, cwd=script.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
         while True:
             try:
                 code = process.wait(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
                 if cancel.is_set():
-                    process.terminate()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGTERM)
                     process.wait()
                     partial.unlink(missing_ok=True)
                     raise BuildFailed(f"{node}: cancelled", log_path=log) from None

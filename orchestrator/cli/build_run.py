@@ -7,8 +7,11 @@ queries should not pay; ``build_cmd`` holds the command signatures and calls in 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import typer
 from rich.console import Console
 
 from orchestrator import query
-from orchestrator.build import Build, BuildOptions
+from orchestrator.build import Build, BuildOptions, Terminated
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options
@@ -102,8 +105,25 @@ class BuildCommand:
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
     # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
     # on a thread while the workspace is loaded and hashed here.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with _sigterm_stops_cleanly(), ThreadPoolExecutor(max_workers=1) as pool:
         _build(ctx, pool.submit(_connect), command)
+
+
+@contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) stops running builds like Ctrl-C does: no record, no tag."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:

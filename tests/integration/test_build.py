@@ -204,7 +204,8 @@ def test_daemon_unreachable_is_one_clear_error(workspace: ScratchWorkspace) -> N
     assert "Traceback" not in done.stderr
 
 
-def test_ctrl_c_stops_cleanly_with_exit_130_and_no_record(family: Family) -> None:
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_records_nothing(family: Family, signum: int, exit_code: int) -> None:
     family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\nRUN sleep 20\n"})
     client = docker.APIClient()
     containers_before = len(client.containers(all=True))
@@ -215,9 +216,9 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_no_record(family: Family) -> Non
     while time.monotonic() < deadline and len(client.containers(all=True)) == containers_before:
         time.sleep(0.2)
     started = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, out.decode()
+    assert process.returncode == exit_code, out.decode()
     assert time.monotonic() - started < 15  # the running build was stopped, not waited for
     dry = family.ws.run("build", "--dry-run", "//mid")
     assert "BUILD  //mid:mid" in dry.stdout  # nothing recorded for the interrupted node

@@ -124,7 +124,9 @@ def test_a_poisoned_content_tag_is_not_used_but_rebuilt(family: ScratchWorkspace
     assert registry.manifests[(repository, tag)].labels[KEY_LABEL] == static.key  # the push repaired the tag
 
 
-def test_a_tag_poisoned_between_lookup_and_pull_fails_the_node(family: ScratchWorkspace, tmp_path: Path) -> None:
+def test_a_tag_poisoned_between_lookup_and_pull_is_not_used_but_rebuilt(
+    family: ScratchWorkspace, tmp_path: Path
+) -> None:
     registry = FakeRegistry()
     run(family, FakeExecutor(registry=registry), registry, tmp_path / "a")
     family.write({"apps/api/app/main.py": "print('changed')\n"})
@@ -136,11 +138,33 @@ def test_a_tag_poisoned_between_lookup_and_pull_fails_the_node(family: ScratchWo
     summary = build.run(plan)
     build.store.close()
     got = by_label(summary)
-    assert got["//lang/python:company-python-base"] is NodeStatus.FAILED
-    assert got["//apps/api:api"] is NodeStatus.SKIPPED
-    assert second.inspect(python.image) is None  # the wrong image never got the content tag
-    with Store(tmp_path / "b") as store:
-        assert Records(store).get(python.key) is None
+    assert got["//lang/python:company-python-base"] is NodeStatus.BUILT  # built here, on pulled parents
+    assert got["//base:company-base"] is NodeStatus.PULLED
+    assert got["//apps/api:api"] is NodeStatus.BUILT
+    assert summary.exit_code == 0
+    assert any("is for platform 'linux/arm64'" in w and "building it here instead" in w for w in summary.warnings)
+    image = second.inspect(python.image)
+    assert image is not None and image.platform == "linux/amd64"  # the wrong image never got the content tag
+    assert registry.manifests[(repository, tag)].platform == "linux/amd64"  # and the push repaired the tag
+
+
+def test_registry_down_after_the_lookup_means_building_locally(family: ScratchWorkspace, tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    run(family, FakeExecutor(registry=registry), registry, tmp_path / "a")
+    family.write({"apps/api/app/main.py": "print('changed')\n"})
+    second = FakeExecutor(registry=registry)
+    build, plan = make_build(family, second, tmp_path / "b", RemoteCache(registry))
+    assert len(plan.to_pull) == 1
+    registry.up = False  # gone between the lookup and the pull
+    summary = build.run(plan)
+    build.store.close()
+    assert summary.exit_code == 0
+    got = by_label(summary)
+    assert got["//apps/api:api"] is NodeStatus.BUILT
+    assert {
+        got[label] for label in ("//rootfs:debian", "//base:company-base", "//lang/python:company-python-base")
+    } == {NodeStatus.BUILT}
+    assert any("unavailable" in w for w in summary.warnings)
 
 
 def test_registry_down_is_a_warning_and_a_local_build(family: ScratchWorkspace, tmp_path: Path) -> None:
