@@ -175,6 +175,7 @@ class Build:
         self.in_registry: dict[Node, RemoteImage] = {}  # each node's image in the registry cache, if known
         self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
         self._keys: list[NodeKey] = []
+        self._pushes: ThreadPoolExecutor | None = None  # while a plan runs: uploads to the registry cache
         self._lock = threading.Lock()
 
     def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
@@ -241,8 +242,6 @@ class Build:
             plan = self.plan(sorted(plan.selected), self._keys)
             outcomes, stop = self._execute(plan)
         interrupted = stop is not None
-        if not interrupted:
-            self._push_cached(plan)
         reports = tuple(
             _prefer_work_done(first_pass.get(p.node), self._report(p, outcomes.get(p.node))) for p in plan.nodes
         )
@@ -282,18 +281,25 @@ class Build:
             record = self.records.get(last) if last else None
             durations[node] = record.duration_s if record and by_node[node].action is Action.BUILD else 1.0
         priority = scheduler.critical_path_priority(work, parents, durations)
-        try:
-            outcomes = scheduler.run(
-                work,
-                parents,
-                self._worker(by_node),
-                jobs=self.options.jobs,
-                keep_going=self.options.keep_going,
-                priority=priority,
-                listener=self.listener,
-            )
-        except KeyboardInterrupt as stop:
-            return getattr(stop, "outcomes", {}), stop
+        # Pushes run beside the builds: a child need not wait for its parent's upload.
+        with ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="push") as pushes:
+            self._pushes = pushes
+            try:
+                outcomes = scheduler.run(
+                    work,
+                    parents,
+                    self._worker(by_node),
+                    jobs=self.options.jobs,
+                    keep_going=self.options.keep_going,
+                    priority=priority,
+                    listener=self.listener,
+                )
+            except KeyboardInterrupt as stop:
+                pushes.shutdown(wait=True, cancel_futures=True)
+                return getattr(stop, "outcomes", {}), stop
+            finally:
+                self._pushes = None
+            self._push_cached(plan, pushes)
         return outcomes, None
 
     # -- building one node (worker threads) ---------------------------------------------------
@@ -393,8 +399,8 @@ class Build:
         )
         self.records.put(node, record)
         self._finish(node, NodeStatus.BUILT, record)
-        if self.remote is not None and self.remote.write:
-            self._push(planned, result.image_id)
+        if self.remote is not None and self.remote.write and self._pushes is not None:
+            self._pushes.submit(self._push, planned, result.image_id)
 
     def _push(self, planned: PlannedNode, image_id: str) -> None:
         """Share a node's image through the registry cache (a failure is a warning, not the node's)."""
@@ -405,19 +411,14 @@ class Build:
             with self._lock:
                 self.in_registry[planned.node] = image
 
-    def _push_cached(self, plan: Plan) -> None:
+    def _push_cached(self, plan: Plan, pushes: ThreadPoolExecutor) -> None:
         """Push what the engine had but the registry lacks (built before the registry was set, say)."""
         if self.remote is None or not self.remote.write or self.remote.down is not None:
             return
-        missing = [
-            (p, self.done[p.node][1].image_id)
-            for p in plan.nodes
-            if p.node in self.done and self.done[p.node][0] is NodeStatus.CACHED and p.node not in self.in_registry
-        ]
-        if not missing:
-            return
-        with ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="push") as pool:
-            list(pool.map(lambda item: self._push(*item), missing))
+        for planned in plan.nodes:
+            status, record = self.done.get(planned.node, (None, None))
+            if status is NodeStatus.CACHED and record is not None and planned.node not in self.in_registry:
+                pushes.submit(self._push, planned, record.image_id)
 
     def _finish(self, node: Node, status: NodeStatus, record: BuildRecord) -> None:
         with self._lock:

@@ -106,7 +106,7 @@ class RemoteCache:
         except RegistryUnavailable as exc:
             self._went_down(exc)
             return None
-        except (TransferFailed, RegistryError) as exc:
+        except OrchestratorError as exc:  # TransferFailed, RegistryError, the engine's errors
             self.warn(f"could not push {reference}: {exc}")
             return None
         if image is None:
