@@ -17,11 +17,11 @@ from orchestrator.cache.statcache import RACY_WINDOW_NS
 from orchestrator.cache.store import Store
 from orchestrator.graph import NodeDeps, ParentRef, TargetGraph
 from orchestrator.label import Label
-from orchestrator.model import ImageTarget, LoadedPackage, Node, RootfsTarget, Target
+from orchestrator.model import ImageTarget, ImageTestTarget, LoadedPackage, Node, RootfsTarget, Target
 from orchestrator.platforms import host_platform
 from orchestrator.witness import Signature, Witness, unchanged
 
-SCHEMA = "1"
+SCHEMA = "2"
 
 
 def record_name(root: str) -> str:
@@ -64,7 +64,28 @@ def target_to_json(target: Target) -> dict[str, Any]:
         "target": target.target,
         "base": None if target.base is None else [str(b) for b in target.base],
         "hermetic": target.hermetic,
+        "lint_ignore": [list(p) for p in target.lint_ignore],
     }
+
+
+def test_to_json(test: ImageTestTarget) -> dict[str, Any]:
+    return {
+        "label": str(test.label),
+        "image": test.image,
+        "spec": test.spec,
+        "platforms": None if test.platforms is None else list(test.platforms),
+        "build_file": test.build_file,
+    }
+
+
+def test_from_json(data: dict[str, Any]) -> ImageTestTarget:
+    return ImageTestTarget(
+        label=_label(data["label"]),
+        image=data["image"],
+        spec=data["spec"],
+        platforms=None if data["platforms"] is None else tuple(data["platforms"]),
+        build_file=data["build_file"],
+    )
 
 
 def target_from_json(data: dict[str, Any]) -> Target:
@@ -94,6 +115,7 @@ def target_from_json(data: dict[str, Any]) -> Target:
         labels=_pairs(data["labels"]),
         base=None if data["base"] is None else tuple(_label(b) for b in data["base"]),
         hermetic=data["hermetic"],
+        lint_ignore=_pairs(data["lint_ignore"]),
         build_file=data["build_file"],
     )
 
@@ -116,6 +138,7 @@ def save(
                     "build_file": p.build_file,
                     "loads": list(p.loads),
                     "targets": [target_to_json(t) for t in p.targets],
+                    "tests": [test_to_json(t) for t in p.tests],
                 }
                 for p in packages
             ],
@@ -146,6 +169,7 @@ def restore(store: Store, root: str) -> tuple[tuple[LoadedPackage, ...], TargetG
             build_file=p["build_file"],
             loads=tuple(p["loads"]),
             targets=tuple(target_from_json(t) for t in p["targets"]),
+            tests=tuple(test_from_json(t) for t in p["tests"]),
         )
         for p in record["packages"]
     )

@@ -29,6 +29,7 @@ class ImageTarget:
     labels: Pairs
     base: tuple[Label, ...] | None
     hermetic: bool | None
+    lint_ignore: Pairs = ()  # (rule, reason): lint findings this target silences
     build_file: str = field(compare=False)  # workspace-relative BUILD file, for messages
 
     kind = "image"
@@ -60,6 +61,19 @@ class RootfsTarget:
 
 
 Target = ImageTarget | RootfsTarget
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageTestTarget:
+    """``image_test()``: checks run against the image of another target (not a node of the graph)."""
+
+    label: Label
+    image: str  # a label or an image reference some target produces, as written
+    spec: str  # the checks, canonical JSON (orchestrator.imagetest.spec)
+    platforms: tuple[str, ...] | None  # default: every platform of the image
+    build_file: str = field(compare=False)
+
+    kind = "image_test"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,3 +113,4 @@ class LoadedPackage:
     build_file: str  # workspace-relative
     loads: tuple[str, ...]  # workspace-relative .star files this BUILD file loaded (transitively)
     targets: tuple[Target, ...]
+    tests: tuple[ImageTestTarget, ...] = ()

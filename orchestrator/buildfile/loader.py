@@ -162,6 +162,7 @@ def load_packages(root: Path, packages: Iterable[str], witness: Witness | None =
                 build_file=display,
                 loads=session.transitive_loads(session.module_loads[""]),
                 targets=tuple(context.targets.values()),
+                tests=tuple(context.tests.values()),
             )
         )
     return loaded

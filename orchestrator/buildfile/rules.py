@@ -17,11 +17,11 @@ from orchestrator.buildfile.globbing import glob
 from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
 from orchestrator.label import Label, valid_name
-from orchestrator.model import ImageTarget, Pairs, RootfsTarget, Target
+from orchestrator.model import ImageTarget, ImageTestTarget, Pairs, RootfsTarget, Target
 from orchestrator.witness import Witness
 
 # Attribute kinds: how a value is checked and normalised.
-STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST = (
+STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST, ANY_LIST, ANY_DICT = (
     "string",
     "string or None",
     "list of strings",
@@ -29,6 +29,8 @@ STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST = (
     "dict of string to string",
     "bool or None",
     "list of labels or None",
+    "list",
+    "dict or None",
 )
 
 IMAGE_ATTRS: Mapping[str, str] = {
@@ -44,7 +46,17 @@ IMAGE_ATTRS: Mapping[str, str] = {
     "labels": STR_DICT,
     "base": OPT_LABEL_LIST,
     "hermetic": OPT_BOOL,
+    "lint_ignore": STR_DICT,  # lint rule -> the reason it does not apply
     "visibility": OPT_STR_LIST,  # accepted for Bazel familiarity; no effect
+}
+IMAGE_TEST_ATTRS: Mapping[str, str] = {
+    "name": STR,
+    "image": STR,
+    "commands": ANY_LIST,
+    "files": ANY_LIST,
+    "metadata": ANY_DICT,
+    "platforms": OPT_STR_LIST,
+    "visibility": OPT_STR_LIST,
 }
 ROOTFS_ATTRS: Mapping[str, str] = {
     "name": STR,
@@ -68,6 +80,7 @@ class PackageContext:
     build_file: str  # workspace-relative
     witness: Witness | None = None  # records every path looked at
     targets: dict[str, Target] = field(default_factory=dict)
+    tests: dict[str, ImageTestTarget] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -85,6 +98,10 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if kind == OPT_BOOL:
         return isinstance(value, bool)
+    if kind == ANY_LIST:
+        return isinstance(value, list | tuple)
+    if kind == ANY_DICT:
+        return isinstance(value, dict)
     raise AssertionError(kind)
 
 
@@ -144,11 +161,14 @@ def _platforms(value: list[str] | None, rule: str, name: str) -> tuple[str, ...]
     return tuple(dict.fromkeys(value))
 
 
-def _record(ctx: PackageContext, target: Target) -> None:
+def _record(ctx: PackageContext, target: Target | ImageTestTarget) -> None:
     name = target.label.name
-    if name in ctx.targets:
+    if name in ctx.targets or name in ctx.tests:
         raise BuildFileError(f"duplicate target name {name!r} in package //{ctx.package}")
-    ctx.targets[name] = target
+    if isinstance(target, ImageTestTarget):
+        ctx.tests[name] = target
+    else:
+        ctx.targets[name] = target
 
 
 def _tags(kwargs: dict[str, Any], rule: str) -> tuple[str, ...]:
@@ -190,6 +210,39 @@ def image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             labels=_pairs(kwargs.get("labels")),
             base=None if base is None else tuple(Label.parse(b, current_package=ctx.package) for b in base),
             hermetic=kwargs.get("hermetic"),
+            lint_ignore=_lint_ignore(kwargs.get("lint_ignore"), name),
+            build_file=ctx.build_file,
+        ),
+    )
+
+
+def _lint_ignore(value: Mapping[str, str] | None, name: str) -> Pairs:
+    for rule, reason in (value or {}).items():
+        if not reason.strip():
+            raise BuildFileError(f"image(name={name!r}): lint_ignore[{rule!r}] needs a reason")
+    return _pairs(value)
+
+
+def image_test(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
+    check_attrs("image_test", IMAGE_TEST_ATTRS, args, kwargs)
+    name: str = kwargs["name"]
+    from orchestrator.imagetest.spec import canonical_spec  # only BUILD files with tests pay for it
+
+    image = kwargs.get("image")
+    if not image:
+        raise BuildFileError(f"image_test(name={name!r}): image is required (a label or an image reference)")
+    if image.startswith(":"):
+        image = f"//{ctx.package}{image}"
+    spec = canonical_spec(
+        f"image_test(name={name!r})", kwargs.get("commands", []), kwargs.get("files", []), kwargs.get("metadata")
+    )
+    _record(
+        ctx,
+        ImageTestTarget(
+            label=Label(ctx.package, name),
+            image=image,
+            spec=spec,
+            platforms=_platforms(kwargs.get("platforms"), "image_test", name),
             build_file=ctx.build_file,
         ),
     )
@@ -231,6 +284,7 @@ def rule_functions(current: Callable[[], PackageContext]) -> dict[str, Callable[
     return {
         "image": lambda *a, **k: image(current(), *a, **k),
         "rootfs_image": lambda *a, **k: rootfs_image(current(), *a, **k),
+        "image_test": lambda *a, **k: image_test(current(), *a, **k),
         "glob": lambda include, exclude=None: glob_rule(current(), list(include), list(exclude or [])),
         "package_name": lambda: current().package,
     }
