@@ -19,6 +19,7 @@ from orchestrator.model import ImageTarget, Node, RootfsTarget
 from orchestrator.provenance import BASE_DIGEST, BASE_NAME
 
 ROOTFS_DOCKERFILE = "FROM scratch\nADD rootfs.tar /\n"
+PLATFORM_LABEL = "org.orchestrator.platform"  # marks FROM-scratch stages (see dockerfile.with_scratch_marks)
 OUTSIDE_DOCKERFILE = ".orchestrator/Dockerfile"  # where a Dockerfile from outside the context goes
 
 
@@ -54,6 +55,7 @@ def image_request(
 ) -> BuildRequest:
     text = (root / target.dockerfile).read_text()
     rebound = df.rebind(text, {p.line: parent_images[p.node][0] for p in deps.parents}, path=target.dockerfile)
+    rebound = df.with_scratch_marks(rebound, PLATFORM_LABEL, node.platform, path=target.dockerfile)
     labels = dict(base_labels)
     labels.update(dict(target.labels))
     base = _final_base(text, target, node.platform)
@@ -93,7 +95,7 @@ def rootfs_request(
         context=(),
         extra_files=(ExtraFile(path="rootfs.tar", source=tarball),),
         dockerfile_path="Dockerfile",
-        dockerfile_text=ROOTFS_DOCKERFILE,
+        dockerfile_text=df.with_scratch_marks(ROOTFS_DOCKERFILE, PLATFORM_LABEL, node.platform),
         platform=node.platform,
         labels=tuple(sorted(labels.items())),
         log_path=log,

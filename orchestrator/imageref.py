@@ -1,13 +1,15 @@
 """Image references (``repo[:tag][@digest]``) split the way Docker does.
 
 The repository keeps any registry prefix (``localhost:5000/team/app``); a reference without a tag
-or digest means ``:latest``. ``familiar`` drops Docker Hub's implicit ``docker.io/library/`` so
-``debian:bookworm`` and ``docker.io/library/debian:bookworm`` compare equal.
+or digest means ``:latest``. ``familiar`` drops the default registry's host and its implicit
+``library/`` namespace, so ``debian:bookworm`` and its fully qualified form compare equal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from orchestrator.default_registry import default_registry_hosts, looks_like_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +28,10 @@ class ImageReference:
 
     @property
     def familiar(self) -> ImageReference:
-        repo = self.repository
-        for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-            if repo.startswith(prefix):
-                repo = repo[len(prefix) :]
-                break
-        return ImageReference(repo, self.tag, self.digest)
+        host, slash, rest = self.repository.partition("/")
+        if not slash or not looks_like_host(host) or host not in default_registry_hosts():
+            return self
+        return ImageReference(rest.removeprefix("library/"), self.tag, self.digest)
 
     @staticmethod
     def parse(text: str) -> ImageReference:

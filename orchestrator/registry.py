@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.default_registry import default_registry_hosts, default_registry_name
 from orchestrator.errors import OrchestratorError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -47,7 +48,6 @@ IMAGE_CONFIG_TYPES = frozenset(
 # not accept, and silently serves the linux/amd64 entry of a docker manifest list instead of the list.
 LOOKUP_ACCEPT = ", ".join((DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST))
 LOOPBACK_HOSTS = ("localhost", "::1")
-DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]{32,}")
@@ -512,7 +512,7 @@ def _auth_key(key: str) -> str:
         if text.startswith(scheme):
             text = text[len(scheme) :]
     host = text.partition("/")[0]
-    return "docker.io" if host in DOCKER_HUB_HOSTS else host
+    return default_registry_name() if host in default_registry_hosts() else host
 
 
 def _entry_credentials(entry: Mapping[str, Any]) -> _Credentials | None:

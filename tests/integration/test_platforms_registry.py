@@ -57,6 +57,11 @@ class Family:
                 "leaf/BUILD": f'image(name = "leaf", repository = "{p}-leaf")\n',
                 "leaf/Dockerfile": f"FROM {p}-mid:2\nCOPY app.txt /app.txt\n",
                 "leaf/app.txt": "v1\n",
+                # FROM scratch with the same files for every platform: the classic builder's cache
+                # would hand the second platform the first one's layer.
+                "data/BUILD": f'image(name = "data", repository = "{p}-data")\n',
+                "data/Dockerfile": "FROM scratch\nCOPY data.txt /data.txt\n",
+                "data/data.txt": "same on every platform\n",
             }
         )
 
@@ -126,10 +131,11 @@ def test_two_platforms_each_on_its_own_parent(two_platforms: Family, engine: Any
     code, report, output = two_platforms.build()
     assert code == 0, output
     built = nodes(report)
-    assert len(built) == 8 and {n["status"] for n in built.values()} == {"built"}
+    assert len(built) == 10 and {n["status"] for n in built.values()} == {"built"}
     for platform, machine in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
         arch = platform.split("/")[1]
         images = {label: engine.inspect_image(built[f"{label} {platform}"]["tags"][0]) for label in LEVELS}
+        images["//data:data"] = engine.inspect_image(built[f"//data:data {platform}"]["tags"][0])
         for label, image in images.items():
             assert (image["Os"], image["Architecture"]) == ("linux", arch), label
         # each child rests on the same-platform parent: the parent's layers are the child's first ones

@@ -125,7 +125,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir --target=/app/deps -r requirements.txt
 COPY . .
 
-FROM gcr.io/distroless/python3-debian12
+FROM mirror.example.org/distroless/python3-debian12
 WORKDIR /app
 COPY --from=builder /app/deps /app/deps
 COPY --from=builder /app/*.py /app/
@@ -168,7 +168,7 @@ def test_seed_company_node_base_depends_on_company_base_latest() -> None:
 
 
 def test_seed_distroless_final_stage_and_builder_are_both_needed() -> None:
-    assert references(DISTROLESS) == ["python:3.11-slim", "gcr.io/distroless/python3-debian12"]
+    assert references(DISTROLESS) == ["python:3.11-slim", "mirror.example.org/distroless/python3-debian12"]
 
 
 # --- Parser directives, continuation lines and comments ----------------------------------------
@@ -331,8 +331,8 @@ def test_several_args_on_one_line_and_quoted_defaults() -> None:
 
 
 def test_arg_default_uses_earlier_args() -> None:
-    text = "ARG REG=gcr.io/x\nARG IMAGE=$REG/y\nFROM ${IMAGE}@sha256:abc\n"
-    assert references(text) == ["gcr.io/x/y@sha256:abc"]
+    text = "ARG REG=mirror.example.org/x\nARG IMAGE=$REG/y\nFROM ${IMAGE}@sha256:abc\n"
+    assert references(text) == ["mirror.example.org/x/y@sha256:abc"]
 
 
 def test_args_lists_global_args_once_in_order() -> None:
@@ -783,7 +783,7 @@ def test_blank_lines_and_comments_never_change_the_refs(fillers: list[list[str]]
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 REFERENCE = st.builds(
     "{}{}{}".format,
-    st.sampled_from(["", "library/", "registry.local:5000/", "gcr.io/x/"]),
+    st.sampled_from(["", "library/", "registry.local:5000/", "mirror.example.org/x/"]),
     st.text(_ALNUM, min_size=1, max_size=8),
     st.one_of(
         st.text(_ALNUM + "._-", min_size=1, max_size=12).map(":".__add__),
@@ -813,3 +813,19 @@ def test_label_instruction_goes_at_the_end_of_the_target_stage() -> None:
 def test_label_instruction_is_appended_to_the_last_stage() -> None:
     assert df.with_label_instruction("FROM a\nRUN x", {"k": "v"}) == 'FROM a\nRUN x\nLABEL "k"="v"\n'
     assert df.with_label_instruction("FROM a\n", {}) == "FROM a\n"
+
+
+def test_scratch_stages_get_a_platform_mark_after_their_from() -> None:
+    text = "FROM busybox AS b\nRUN x\nFROM \\\n  scratch\nCOPY --from=b /a /a\nFROM scratch AS c\n"
+    marked = df.with_scratch_marks(text, "org.orchestrator.platform", "linux/arm64")
+    assert marked.splitlines() == [
+        "FROM busybox AS b",
+        "RUN x",
+        "FROM \\",
+        "  scratch",
+        'LABEL "org.orchestrator.platform"="linux/arm64"',
+        "COPY --from=b /a /a",
+        "FROM scratch AS c",
+        'LABEL "org.orchestrator.platform"="linux/arm64"',
+    ]
+    assert df.with_scratch_marks("FROM busybox\n", "l", "v") == "FROM busybox\n"

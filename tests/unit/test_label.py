@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from docker.auth import INDEX_NAME
 
 from orchestrator.errors import UnknownTargetError
 from orchestrator.imageref import ImageReference
@@ -44,7 +45,7 @@ def test_patterns() -> None:
         ("debian:bookworm", "debian", "bookworm", None),
         ("localhost:5000/team/app", "localhost:5000/team/app", "latest", None),
         ("localhost:5000/team/app:1.2", "localhost:5000/team/app", "1.2", None),
-        ("gcr.io/x/y@sha256:abc", "gcr.io/x/y", None, "sha256:abc"),
+        ("mirror.example.org/x/y@sha256:abc", "mirror.example.org/x/y", None, "sha256:abc"),
         ("x:1@sha256:abc", "x", "1", "sha256:abc"),
     ],
 )
@@ -53,5 +54,7 @@ def test_image_reference_parsing(text: str, repository: str, tag: str | None, di
     assert (ref.repository, ref.tag, ref.digest) == (repository, tag, digest)
 
 
-def test_familiar_form_drops_docker_hub_prefix() -> None:
-    assert ImageReference.parse("docker.io/library/debian:12").familiar == ImageReference.parse("debian:12")
+def test_familiar_form_drops_the_default_registry_prefix() -> None:
+    assert ImageReference.parse(f"{INDEX_NAME}/library/debian:12").familiar == ImageReference.parse("debian:12")
+    assert ImageReference.parse(f"{INDEX_NAME}/team/app:1").familiar == ImageReference.parse("team/app:1")
+    assert ImageReference.parse("localhost:5000/debian:12").familiar == ImageReference.parse("localhost:5000/debian:12")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from docker.auth import INDEX_NAME
+
 from tests.workspaces import ScratchWorkspace
 
 ALL = [
@@ -65,7 +67,7 @@ def test_rdeps_of_external_image_includes_grandchildren(family: ScratchWorkspace
     assert family.lines("query", "rdeps", "gcc:13") == ["//apps/static:static", "//hardened:secure"]
     assert family.lines("query", "rdeps", "--depth", "1", "gcc:13") == ["//apps/static:static"]
     assert family.lines("query", "rdeps", "alpine:3.19") == ["//apps/web:web"]
-    assert family.lines("query", "rdeps", "docker.io/library/alpine:3.19") == ["//apps/web:web"]
+    assert family.lines("query", "rdeps", f"{INDEX_NAME}/library/alpine:3.19") == ["//apps/web:web"]
 
 
 def test_external_base_in_an_unused_stage_is_not_a_dependency(family: ScratchWorkspace) -> None:

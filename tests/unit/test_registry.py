@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from docker.auth import INDEX_NAME, INDEX_URL
 
 from orchestrator.registry import (
     DOCKER_MANIFEST,
@@ -86,7 +87,7 @@ def test_address_and_url() -> None:
     registry = Registry("http://127.0.0.1:5000/cache/")
     assert registry.address == "127.0.0.1:5000/cache"
     assert registry.url == "http://127.0.0.1:5000"
-    assert Registry("ghcr.io/org").url == "https://ghcr.io"
+    assert Registry("registry.example.com/org").url == "https://registry.example.com"
     with pytest.raises(ValueError, match="not a registry address"):
         Registry("https:///")
 
@@ -94,13 +95,13 @@ def test_address_and_url() -> None:
 @pytest.mark.parametrize(
     ("address", "repository", "remote"),
     [
-        ("127.0.0.1:5000/cache", "ghcr.io/org/base", "cache/org/base"),
+        ("127.0.0.1:5000/cache", "registry.example.com/org/base", "cache/org/base"),
         ("127.0.0.1:5000", "company/base", "company/base"),
         ("127.0.0.1:5000/cache", "company/base", "cache/company/base"),
         ("127.0.0.1:5000/a/b", "base", "a/b/base"),
         ("127.0.0.1:5000", "localhost/base", "base"),
         ("127.0.0.1:5000", "localhost:5000/team/base", "team/base"),
-        ("127.0.0.1:5000", "docker.io/library/debian", "library/debian"),
+        ("127.0.0.1:5000", f"{INDEX_NAME}/library/debian", "library/debian"),
         ("127.0.0.1:5000", "localhost", "localhost"),  # a lone component is a name, never a host
     ],
 )
@@ -120,7 +121,10 @@ def test_reference() -> None:
     assert Registry("127.0.0.1:5000/cache").reference("company/base", "key-abc") == (
         "127.0.0.1:5000/cache/company/base:key-abc"
     )
-    assert Registry("http://localhost:5000").reference("ghcr.io/org/app", "1.0") == "localhost:5000/org/app:1.0"
+    assert (
+        Registry("http://localhost:5000").reference("registry.example.com/org/app", "1.0")
+        == "localhost:5000/org/app:1.0"
+    )
 
 
 def test_importing_the_module_does_not_import_requests() -> None:
@@ -198,7 +202,7 @@ def test_read_credentials(tmp_path: Path) -> None:
             "https://reg.example.com": {"auth": encoded("alice", "pa:ss")},
             "http://127.0.0.1:5000/v2/": {"auth": encoded("bob", "secret")},
             "plain.example.com": {"username": "carol", "password": "pw"},
-            "https://index.docker.io/v1/": {"auth": encoded("dave", "hub")},
+            INDEX_URL: {"auth": encoded("dave", "hub")},
             "broken.example.com": {"auth": "!!!"},
         },
     )
@@ -208,7 +212,7 @@ def test_read_credentials(tmp_path: Path) -> None:
     assert found is not None and found.username == "bob"
     found = read_credentials("plain.example.com", path)
     assert found is not None and found.password == "pw"
-    found = read_credentials("registry-1.docker.io", path)
+    found = read_credentials(INDEX_NAME, path)
     assert found is not None and found.username == "dave"
     assert read_credentials("broken.example.com", path) is None
     assert read_credentials("other.example.com", path) is None
@@ -352,8 +356,8 @@ def test_lookup_hit(registry: Registry, pusher: Pusher, name: str) -> None:
 def test_lookup_through_a_prefix_drops_the_local_host(registry_address: str, pusher: Pusher, name: str) -> None:
     digest, _ = pusher.image(f"cache/{name}", "key-1", labels=None)  # config.Labels null
     with Registry(f"{registry_address}/cache") as registry:
-        found = registry.lookup(f"ghcr.io/{name}", "key-1")
-        assert registry.reference(f"ghcr.io/{name}", "key-1") == f"{registry_address}/cache/{name}:key-1"
+        found = registry.lookup(f"registry.example.com/{name}", "key-1")
+        assert registry.reference(f"registry.example.com/{name}", "key-1") == f"{registry_address}/cache/{name}:key-1"
     assert found is not None
     assert (found.repository, found.digest, found.platform, dict(found.labels)) == (
         f"cache/{name}",
