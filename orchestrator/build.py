@@ -39,6 +39,7 @@ from orchestrator.errors import (
 )
 from orchestrator.executor.api import BuildRequest, Executor, ImageSummary, TransferFailed
 from orchestrator.hashing import keys_with_store
+from orchestrator.hermetic import is_hermetic, pins_of
 from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
@@ -364,6 +365,8 @@ class Build:
                 entries=entries,
                 base_labels=self.base_labels,
                 log=log,
+                pins=pins_of(self.graph, self.loaded.lock, node),
+                network_mode="none" if is_hermetic(target, self.loaded.workspace.settings) else None,
             )
         else:
             tarball = rootfs_tarball(

@@ -15,11 +15,11 @@ import orchestrator.dockerfile as df
 from orchestrator.context import ContextEntry
 from orchestrator.executor.api import KEY_LABEL, BuildRequest, ExtraFile
 from orchestrator.graph import NodeDeps
+from orchestrator.lockfile import Pin
 from orchestrator.model import ImageTarget, Node, RootfsTarget
 from orchestrator.provenance import BASE_DIGEST, BASE_NAME
 
 ROOTFS_DOCKERFILE = "FROM scratch\nADD rootfs.tar /\n"
-PLATFORM_LABEL = "org.orchestrator.platform"  # marks FROM-scratch stages (see dockerfile.with_scratch_marks)
 OUTSIDE_DOCKERFILE = ".orchestrator/Dockerfile"  # where a Dockerfile from outside the context goes
 
 
@@ -28,11 +28,8 @@ def log_path(cache_dir: Path, node: Node, key: str) -> str:
     return str(cache_dir / "logs" / safe / f"{node.platform.replace('/', '-')}-{key}.log")
 
 
-def _final_base(text: str, target: ImageTarget, platform: str) -> str:
+def _final_base(info: df.DockerfileInfo) -> str:
     """The image the built stage finally rests on (through stage aliases)."""
-    info = df.analyze(
-        text, path=target.dockerfile, build_args=dict(target.build_args), target=target.target, platform=platform
-    )
     stage = info.stages[info.target_stage]
     while stage.base_stage is not None:
         stage = info.stages[stage.base_stage]
@@ -51,15 +48,26 @@ def image_request(
     entries: tuple[ContextEntry, ...],
     base_labels: Mapping[str, str],
     log: str,
+    pins: Mapping[str, Pin] | None = None,
     network_mode: str | None = None,
 ) -> BuildRequest:
+    """``pins``: external references images.lock pins for this platform; the build names the digests."""
     text = (root / target.dockerfile).read_text()
-    rebound = df.rebind(text, {p.line: parent_images[p.node][0] for p in deps.parents}, path=target.dockerfile)
-    rebound = df.with_scratch_marks(rebound, PLATFORM_LABEL, node.platform, path=target.dockerfile)
+    info = df.analyze(
+        text, path=target.dockerfile, build_args=dict(target.build_args), target=target.target, platform=node.platform
+    )
+    replacements = {p.line: parent_images[p.node][0] for p in deps.parents}
+    pins = pins or {}
+    for ref in info.image_refs:
+        if ref.line not in replacements and ref.reference in pins:
+            replacements[ref.line] = pins[ref.reference].reference(ref.reference)
+    rebound = df.rebind(text, replacements, path=target.dockerfile)
     labels = dict(base_labels)
     labels.update(dict(target.labels))
-    base = _final_base(text, target, node.platform)
+    base = _final_base(info)
     labels[BASE_NAME] = base
+    if base in pins:
+        labels[BASE_DIGEST] = pins[base].digest
     for parent in deps.parents:
         if parent.kind == "from" and parent.reference == base:
             labels[BASE_DIGEST] = parent_images[parent.node][1]
@@ -78,6 +86,7 @@ def image_request(
         platform=node.platform,
         labels=tuple(sorted(labels.items())),
         network_mode=network_mode,
+        no_cache=network_mode == "none",  # hermetic: never reuse a layer that a RUN with network made
         log_path=log,
     )
 
@@ -95,7 +104,7 @@ def rootfs_request(
         context=(),
         extra_files=(ExtraFile(path="rootfs.tar", source=tarball),),
         dockerfile_path="Dockerfile",
-        dockerfile_text=df.with_scratch_marks(ROOTFS_DOCKERFILE, PLATFORM_LABEL, node.platform),
+        dockerfile_text=ROOTFS_DOCKERFILE,
         platform=node.platform,
         labels=tuple(sorted(labels.items())),
         log_path=log,

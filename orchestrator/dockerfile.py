@@ -579,22 +579,3 @@ def with_label_instruction(
         return "".join([*lines[:at], line, *lines[at:]])
     body = "".join(lines)
     return body + ("" if body.endswith("\n") or not body else "\n") + line
-
-
-def with_scratch_marks(text: str, label: str, value: str, *, path: str = "Dockerfile") -> str:
-    """``text`` with ``LABEL <label>=<value>`` right after every ``FROM scratch``.
-
-    The classic builder's cache keys a step by its parent image and its command; a stage FROM
-    scratch has no parent, so its first step's cache is shared by every platform, and an arm64
-    build can reuse the amd64 layer of the same COPY (then fail: the image found is amd64). A
-    first step that names the platform keeps each platform's cache apart.
-    """
-    lines = _split_lines(text)
-    mark = f"LABEL {_label_word(label)}={_label_word(value)}"
-    after: list[int] = []  # rows after which the mark goes
-    for instruction in _instructions(lines, _escape_token(lines, path), path):
-        if instruction.keyword == "from" and _from_parts(instruction, path)[1][0][0].lower() == "scratch":
-            after.append(instruction.pieces[-1][1])
-    for row in sorted(after, reverse=True):
-        lines.insert(row + 1, mark)
-    return "\n".join(lines)

@@ -22,7 +22,13 @@ class HashStats:
 
 def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]) -> tuple[KeyComputer, list[NodeKey]]:
     """Keys of ``nodes`` (parents computed on the way); new manifests stored for ``explain``."""
-    computer = KeyComputer(loaded.root, loaded.graph, StatCache(store), algorithm=loaded.workspace.settings.key_digest)
+    computer = KeyComputer(
+        loaded.root,
+        loaded.graph,
+        StatCache(store),
+        algorithm=loaded.workspace.settings.key_digest,
+        pins=None if loaded.lock is None else loaded.lock.digests(),
+    )
     keys = computer.keys(nodes)
     for digest, manifest in computer.new_inputs.items():
         store.add(inputs_name(digest), [list(entry) for entry in manifest])

@@ -2,9 +2,10 @@
 
 A manifest is a sorted-by-construction list of ``(name, value)`` entries: the key schema version,
 the rule kind and every attribute that changes the output, the Dockerfile's bytes, every context
-entry (path, type, exec bit, link target or content hash), the platform, the external bases and the
-parents' keys. Nothing machine-specific enters it: no absolute path, mtime, owner or host name.
-The manifest is stored under its key so ``explain`` can later say what changed.
+entry (path, type, exec bit, link target or content hash), the platform, the external bases (with
+their digests from images.lock, else "unpinned") and the parents' keys. Nothing machine-specific
+enters it: no absolute path, mtime, owner or host name. The manifest is stored under its key so
+``explain`` can later say what changed.
 """
 
 from __future__ import annotations
@@ -61,8 +62,17 @@ def _entry_value(entry: ContextEntry, hashes: Mapping[str, str]) -> str:
 class KeyComputer:
     """Computes (and memoises) the key of every node it is asked for, parents first."""
 
-    def __init__(self, root: Path, graph: TargetGraph, stat_cache: StatCache, *, algorithm: str = "xxh3") -> None:
+    def __init__(
+        self,
+        root: Path,
+        graph: TargetGraph,
+        stat_cache: StatCache,
+        *,
+        algorithm: str = "xxh3",
+        pins: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         self.root = root
+        self.pins = dict(pins or {})  # (external reference, platform) -> locked digest
         self.graph = graph
         self.stat_cache = stat_cache
         self.algorithm = algorithm
@@ -101,7 +111,7 @@ class KeyComputer:
         ]
         entries += [(f"label {k}", v) for k, v in target.labels]
         entries += self.target_inputs(node.label)
-        entries += [(f"external {ref}", "unpinned") for ref in deps.externals]
+        entries += [(f"external {ref}", self.pins.get((ref, node.platform), "unpinned")) for ref in deps.externals]
         entries += [
             (f"parent {p.reference}", self.key(p.node).key)
             for p in sorted(deps.parents, key=lambda p: (p.reference, p.line))

@@ -11,6 +11,7 @@ from orchestrator.buildfile.loader import load_packages, load_settings
 from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
 from orchestrator.graph import TargetGraph, build_graph
+from orchestrator.lockfile import Lock, read_lock
 from orchestrator.model import LoadedPackage, WorkspaceSettings
 from orchestrator.witness import Witness
 from orchestrator.workspace import WORKSPACE_FILES, Workspace, find_packages, find_root, workspace_file
@@ -21,6 +22,7 @@ class LoadedWorkspace:
     workspace: Workspace
     packages: tuple[LoadedPackage, ...]
     graph: TargetGraph
+    lock: Lock | None = None  # images.lock, read on every load (it is small and keys depend on it)
 
     @property
     def root(self) -> Path:
@@ -40,18 +42,19 @@ def load(
     started = time.time_ns()  # before anything is read: a change during loading makes the record racy
     settings = load_settings(root)
     workspace = Workspace(root=root, settings=settings)
+    lock = read_lock(root)
     if not use_cache:
         packages, graph = _load_fresh(root, settings, None)
-        return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph)
+        return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph, lock=lock)
     with Store(workspace.cache_dir(cache_dir)) as store:
         restored = loadcache.restore(store, str(root))
         if restored is not None:
-            return LoadedWorkspace(workspace=workspace, packages=restored[0], graph=restored[1])
+            return LoadedWorkspace(workspace=workspace, packages=restored[0], graph=restored[1], lock=lock)
         witness = Witness(str(root))
         witness.saw(str(workspace_file(root)))
         packages, graph = _load_fresh(root, settings, witness)
         loadcache.save(store, str(root), witness, started, packages, graph)
-    return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph)
+    return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph, lock=lock)
 
 
 def _load_fresh(

@@ -43,6 +43,9 @@ def build(
     load: Annotated[
         bool, typer.Option("--load", help="Pull the selection's registry hits too, so the engine has every image")
     ] = False,
+    locked: Annotated[
+        bool, typer.Option("--locked", help="Fail unless images.lock pins every base used, and nothing else (CI)")
+    ] = False,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -60,6 +63,7 @@ def build(
         remote_cache_write=remote_cache_write,
         push=push,
         load=load,
+        locked=locked,
     )
     run_build(ctx, command)
 

@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from orchestrator import query
 from orchestrator.build import Build, BuildOptions, Terminated
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
-from orchestrator.cli.common import emit_json, load_workspace, options
+from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
 from orchestrator.emulation import check_emulation
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
+from orchestrator.hermetic import check_hermetic, check_pinned_images
 from orchestrator.inputs import targets_owning
 from orchestrator.loading import LoadedWorkspace
+from orchestrator.locking import check_locked
 from orchestrator.manifests import changes, load_manifest
 from orchestrator.plan import Action, Plan
 from orchestrator.remote_cache import RemoteCache
@@ -90,6 +91,7 @@ class BuildCommand:
     remote_cache_write: bool = True
     push: bool = False
     load: bool = False
+    locked: bool = False
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -144,11 +146,15 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         push=command.push,
     )
     remote = _remote_cache(loaded, command)
-    console = Console(stderr=True)
+    console = stderr_console()
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
         run = Build(loaded, store, cache_dir, None, build_options, display, remote)
         keys = run.compute_keys(selected)
+        nodes = [k.node for k in keys]
+        if command.locked:
+            check_locked(graph, loaded.lock, nodes)
+        check_hermetic(graph, loaded.workspace.settings, loaded.lock, nodes)
         engine: Engine | None = None
         try:
             engine = engine_future.result()
@@ -169,6 +175,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
             _print_plan(plan)
             return
         assert engine is not None
+        check_pinned_images(graph, loaded.lock, [p.node for p in plan.to_build], engine.executor)
         if engine.executor.is_local():
             check_emulation({p.node.platform for p in plan.to_build}, engine.executor.native_platform())
         try:

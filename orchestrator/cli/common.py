@@ -9,13 +9,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace, load
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,3 +74,13 @@ def emit_labels(labels: Iterable[Label], output: Output, *, ordered: bool = Fals
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr; 120 columns when it is not a terminal (CI logs), not rich's 80."""
+    import os
+
+    from rich.console import Console
+
+    wide = None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", "120"))
+    return Console(stderr=True, width=wide)

@@ -107,3 +107,46 @@ def workspace_relative(root: Path, path: str) -> str:
         if not rel.startswith(".."):
             return Path(rel).as_posix()
     return Path(os.path.normpath(path)).as_posix()
+
+
+@app.command()
+@handle_errors
+def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
+    """Locked bases whose digest moved since images.lock, and every target that would rebuild.
+
+    Asks the registries the bases name and the local engine (bases imported here).
+    """
+    from orchestrator.cli.common import emit_json
+    from orchestrator.cli.engine import local_engine
+    from orchestrator.errors import WorkspaceError
+    from orchestrator.lockfile import LOCK_FILE
+    from orchestrator.locking import Resolver, outdated_bases
+
+    loaded = load_workspace(ctx)
+    if loaded.lock is None:
+        raise WorkspaceError(f"no {LOCK_FILE} in {loaded.root}: run orchestrator lock first")
+    resolver = Resolver(local_engine())
+    try:
+        found = outdated_bases(loaded.graph, loaded.lock, resolver)
+    finally:
+        resolver.close()
+    if output is Output.json:
+        emit_json(
+            [
+                {
+                    "reference": o.reference,
+                    "platform": o.platform,
+                    "locked": o.locked,
+                    "current": o.current,
+                    "error": o.error,
+                    "targets": [str(label) for label in o.targets],
+                }
+                for o in found
+            ]
+        )
+        return
+    for o in found:
+        now = o.current if o.current is not None else f"cannot resolve ({o.error})"
+        typer.echo(f"{o.reference} {o.platform}: {o.locked} -> {now}")
+        for label in o.targets:
+            typer.echo(f"  {label}")

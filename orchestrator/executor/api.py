@@ -41,6 +41,7 @@ class BuildRequest:
     platform: str
     labels: Pairs = ()  # OCI labels and the key label
     network_mode: str | None = None
+    no_cache: bool = False  # build every step again (hermetic builds: no layer a networked RUN made)
     log_path: str = field(compare=False)
 
 

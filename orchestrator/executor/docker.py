@@ -27,6 +27,7 @@ import types
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -105,18 +106,37 @@ class DockerExecutor:
                 target=request.target,
             )
             try:
-                context = context_tar_stream(
-                    request.context,
-                    dockerfile_path=request.dockerfile_path,
-                    dockerfile_text=dockerfile_text,
-                    extra_files=request.extra_files,
+                info = self._attempt(api, request, dockerfile_text, cancel, log)
+            except _PlatformsMixed:
+                if request.no_cache:
+                    raise
+                log.line(
+                    "# the engine's layer cache gave this build a layer of another platform: building again without it"
                 )
-            except InputChanged as exc:
-                raise log.failure(f"{request.node}: {exc}") from exc
-            with context:
-                image_id = self._run_build(api, request, context, cancel, log)
-            info = self._verify(request, image_id, log)
+                info = self._attempt(api, replace(request, no_cache=True), dockerfile_text, cancel, log)
         return BuildResult(image_id=info.image_id, duration_s=time.monotonic() - started)
+
+    def _attempt(
+        self, api: Any, request: BuildRequest, dockerfile_text: str, cancel: threading.Event, log: _BuildLog
+    ) -> ImageInfo:
+        """One build and its verification.
+
+        The classic builder keys its layer cache by parent image and command only, so the first step
+        of a FROM-scratch stage (no parent) matches the same step built for another platform; the
+        build then fails, or yields an image of the wrong platform. Either raises _PlatformsMixed.
+        """
+        try:
+            context = context_tar_stream(
+                request.context,
+                dockerfile_path=request.dockerfile_path,
+                dockerfile_text=dockerfile_text,
+                extra_files=request.extra_files,
+            )
+        except InputChanged as exc:
+            raise log.failure(f"{request.node}: {exc}") from exc
+        with context:
+            image_id = self._run_build(api, request, context, cancel, log)
+        return self._verify(request, image_id, log)
 
     def inspect(self, reference: str) -> ImageInfo | None:
         api = self._api()
@@ -260,7 +280,10 @@ class DockerExecutor:
         if problems:
             with suppress(OrchestratorError):
                 self.remove_image(request.image)  # never leave a content tag on the wrong image
-            raise log.failure(f"{request.node}: the image built has the wrong platform/key: {'; '.join(problems)}")
+            failure = log.failure(f"{request.node}: the image built has the wrong platform/key: {'; '.join(problems)}")
+            if normalize(info.platform) != normalize(request.platform):
+                raise _PlatformsMixed.of(failure)
+            raise failure
         return info
 
     # --- the client --------------------------------------------------------------------------
@@ -359,6 +382,8 @@ def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]
         params["target"] = request.target
     if request.network_mode:
         params["networkmode"] = request.network_mode
+    if request.no_cache:
+        params["nocache"] = "1"
     if platform:
         params["platform"] = platform
     return params
@@ -369,7 +394,10 @@ def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLo
     if "error" in message or "errorDetail" in message:
         detail = message.get("errorDetail") or {}
         error = message.get("error") or detail.get("message") or "the build failed"
-        raise log.failure(f"{request.node}: {str(error).strip()}")
+        failure = log.failure(f"{request.node}: {str(error).strip()}")
+        if "does not match the specified platform" in str(error):
+            raise _PlatformsMixed.of(failure)
+        raise failure
     if "stream" in message:
         log.write(str(message["stream"]))
     if "status" in message:
@@ -450,6 +478,14 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
         variant=data.get("Variant") or None,
         repo_tags=tuple(data.get("RepoTags") or ()),
     )
+
+
+class _PlatformsMixed(BuildFailed):
+    """The engine's layer cache handed a build a layer of another platform (see DockerExecutor._attempt)."""
+
+    @classmethod
+    def of(cls, failure: BuildFailed) -> _PlatformsMixed:
+        return cls(str(failure), log_path=failure.log_path, log_tail=failure.log_tail)
 
 
 class _BuildLog:

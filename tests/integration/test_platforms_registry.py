@@ -209,6 +209,7 @@ def test_a_second_machine_builds_nothing_and_pulls_only_what_it_must(
         f"//base:base {host}": "remote-cached",
         f"//mid:mid {host}": "pulled",
         f"//leaf:leaf {host}": "built",
+        f"//data:data {host}": "remote-cached",
     }
     leaf = engine.inspect_image(f"{host_family.prefix}-leaf:latest")
     mid = engine.inspect_image(nodes(report)[f"//mid:mid {host}"]["tags"][0])

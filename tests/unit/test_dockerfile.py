@@ -813,19 +813,3 @@ def test_label_instruction_goes_at_the_end_of_the_target_stage() -> None:
 def test_label_instruction_is_appended_to_the_last_stage() -> None:
     assert df.with_label_instruction("FROM a\nRUN x", {"k": "v"}) == 'FROM a\nRUN x\nLABEL "k"="v"\n'
     assert df.with_label_instruction("FROM a\n", {}) == "FROM a\n"
-
-
-def test_scratch_stages_get_a_platform_mark_after_their_from() -> None:
-    text = "FROM busybox AS b\nRUN x\nFROM \\\n  scratch\nCOPY --from=b /a /a\nFROM scratch AS c\n"
-    marked = df.with_scratch_marks(text, "org.orchestrator.platform", "linux/arm64")
-    assert marked.splitlines() == [
-        "FROM busybox AS b",
-        "RUN x",
-        "FROM \\",
-        "  scratch",
-        'LABEL "org.orchestrator.platform"="linux/arm64"',
-        "COPY --from=b /a /a",
-        "FROM scratch AS c",
-        'LABEL "org.orchestrator.platform"="linux/arm64"',
-    ]
-    assert df.with_scratch_marks("FROM busybox\n", "l", "v") == "FROM busybox\n"

@@ -1,0 +1,50 @@
+"""``orchestrator lock``: pin every external base, per platform, in images.lock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import handle_errors, load_workspace
+from orchestrator.errors import UsageError
+
+
+@handle_errors
+def lock(
+    ctx: typer.Context,
+    references: Annotated[
+        list[str] | None, typer.Argument(help="With --update: only these bases (default: every base)")
+    ] = None,
+    update: Annotated[bool, typer.Option("--update", help="Resolve pinned bases again (all, or those named)")] = False,
+) -> None:
+    """Pin every external base to a digest per platform in images.lock (keeping existing pins).
+
+    Bases are resolved from the registry their reference names, else from the local engine (bases
+    imported here). Without --update, existing pins stay and only missing ones are added; pins no
+    target uses are dropped.
+    """
+    from orchestrator.cli.engine import local_engine
+    from orchestrator.lockfile import LOCK_FILE, write_lock
+    from orchestrator.locking import Resolver, updated_lock
+
+    if references and not update:
+        raise UsageError("naming bases re-resolves them: add --update (orchestrator lock --update REF...)")
+    loaded = load_workspace(ctx)
+    resolver = Resolver(local_engine())
+    try:
+        new_lock, changes = updated_lock(
+            loaded.graph, loaded.lock, resolver, update=(references or []) if update else None
+        )
+    finally:
+        resolver.close()
+    for change in changes:
+        if change.old is None:
+            typer.echo(f"pinned  {change.reference} {change.platform} {change.new}")
+        elif change.new is None:
+            typer.echo(f"dropped {change.reference} {change.platform} (no target uses it)")
+        else:
+            typer.echo(f"updated {change.reference} {change.platform} {change.old} -> {change.new}")
+    wrote = write_lock(loaded.root, new_lock)
+    pins = sum(1 for _ in new_lock.pins())
+    typer.echo(f"{LOCK_FILE}: {pins} pins, {'written' if wrote else 'unchanged'}")

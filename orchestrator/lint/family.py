@@ -1,0 +1,334 @@
+"""The checks hadolint cannot make: they need to know which images the family builds.
+
+Rules (IDs are stable; silence one per target with ``lint_ignore = {"ORC002": "why"}``):
+
+- ``ORC001`` error: an external base (FROM, COPY --from, RUN --mount from=) with a floating tag,
+  ``:latest`` or none, and no digest. References to images of the family are not external: the
+  orchestrator rebinds them to the exact image it builds.
+- ``ORC002`` warning: the built image runs as root. The last USER of the built stage chain (the
+  target stage and the stages it is FROM) decides; without one, the user comes from where the
+  chain starts: ``scratch`` and rootfs images run as root, an image of the family runs as that
+  image's user (followed through its own Dockerfile), and an external base counts as root, since
+  what it sets cannot be seen without pulling it.
+- ``ORC003`` warning: ``org.opencontainers.image.source`` or ``.description`` set neither in the
+  target's ``labels=`` nor by a LABEL of the built stage chain. The orchestrator adds created,
+  revision and base.* itself; labels of a parent image are not counted (they describe the parent).
+- ``ORC004`` warning: a target without ``srcs`` whose context has no ignore file and more than
+  100 files or 10 MB; every file is then sent to the builder and hashed. Found with lstat only,
+  stopping as soon as a limit is passed.
+
+The Dockerfile is read with :mod:`orchestrator.dockerfile`, the parser the graph uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orchestrator.dockerfile as df
+from orchestrator.context import dockerignore_path
+from orchestrator.graph import TargetGraph
+from orchestrator.imageref import ImageReference
+from orchestrator.label import Label
+from orchestrator.lint import Finding, Level
+from orchestrator.model import ImageTarget, Node
+
+FLOATING_BASE = "ORC001"
+ROOT_USER = "ORC002"
+OCI_LABELS = "ORC003"
+NO_DOCKERIGNORE = "ORC004"
+UNUSED_IGNORE = "ORC900"
+
+RULES: dict[str, tuple[Level, str]] = {
+    FLOATING_BASE: (Level.error, "external base with a floating tag"),
+    ROOT_USER: (Level.warning, "the built image runs as root"),
+    OCI_LABELS: (Level.warning, "missing OCI labels"),
+    NO_DOCKERIGNORE: (Level.warning, "large build context without .dockerignore"),
+    UNUSED_IGNORE: (Level.info, "unused lint_ignore entry"),
+}
+
+REQUIRED_LABELS = ("org.opencontainers.image.source", "org.opencontainers.image.description")
+# hadolint's tag rules ("always tag", "do not use latest") read a FROM of the family as a floating
+# tag; the orchestrator rebinds such a FROM to the exact image, so they do not apply there.
+TAG_RULES = frozenset({"DL3006", "DL3007"})
+MAX_CONTEXT_FILES = 100
+MAX_CONTEXT_BYTES = 10 * 1024 * 1024
+_ROOT_USERS = frozenset({"root", "0"})
+_SCRATCH = "scratch"
+_KINDS = {"from": "FROM", "copy-from": "COPY --from", "mount-from": "RUN --mount from"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A Dockerfile as analysed for one node, with its instructions grouped by stage."""
+
+    info: df.DockerfileInfo
+    stages: tuple[tuple[df._Instruction, ...], ...]  # the instructions after each FROM
+    escape: str
+
+    def chain(self) -> list[int]:
+        """The target stage, then the stage it is FROM, and so on."""
+        chain = [self.info.target_stage]
+        while (base := self.info.stages[chain[-1]].base_stage) is not None:
+            chain.append(base)
+        return chain
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    """Who the image of a node runs as, and where that is decided."""
+
+    root: bool
+    user: str | None  # the last USER's value; None when no USER decides it
+    line: int | None  # that USER's line, in the node's own Dockerfile
+    origin: str  # how the user was found, for messages
+
+
+class FamilyChecks:
+    """ORC001-ORC004 for the targets of one graph; Dockerfiles are read and analysed once."""
+
+    def __init__(self, root: Path, graph: TargetGraph) -> None:
+        self.root = root
+        self.graph = graph
+        self._texts: dict[str, str] = {}
+        self._parsed: dict[Node, _Parsed] = {}
+        self._users: dict[Node, _User] = {}
+
+    def check(self, label: Label) -> list[Finding]:
+        """The family findings of one image target (each once, whatever its platforms)."""
+        target = self._image(label)
+        found: dict[tuple[str, int | None, str], Finding] = {}
+        for node in self.graph.nodes_of(label):
+            for finding in (*self._floating_bases(node, target), *self._root_user(node, target), *self._labels(node)):
+                found.setdefault((finding.rule, finding.line, finding.message), finding)
+        if (large := self._large_context(target)) is not None:
+            found[(large.rule, None, large.message)] = large
+        return sorted(found.values(), key=Finding.sort_key)
+
+    def internal_from_lines(self, label: Label) -> dict[int, str]:
+        """Lines of FROMs (in any stage) naming an image the family builds, and that image."""
+        lines: dict[int, str] = {}
+        for node in self.graph.nodes_of(label):
+            for stage in self._parse(node).info.stages:
+                if stage.base_stage is None and stage.base != _SCRATCH and self._is_internal(stage.base):
+                    lines[stage.line] = stage.base
+        return lines
+
+    # --- ORC001 -----------------------------------------------------------------------------------
+
+    def _floating_bases(self, node: Node, target: ImageTarget) -> Iterable[Finding]:
+        externals = set(self.graph.node_deps[node].externals)
+        for ref in self._parse(node).info.image_refs:
+            parsed = ImageReference.parse(ref.reference)
+            if ref.reference not in externals or parsed.digest is not None or parsed.tag != "latest":
+                continue
+            how = "is :latest" if ref.reference.endswith(":latest") else "has no tag, so it means :latest"
+            yield self._finding(
+                FLOATING_BASE,
+                target,
+                ref.line,
+                f"external base {_KINDS.get(ref.kind, ref.kind)} {ref.reference} {how}, which moves whenever "
+                f"upstream pushes; pin a release tag ({parsed.repository}:<version>) or a digest",
+            )
+
+    # --- ORC002 -----------------------------------------------------------------------------------
+
+    def _root_user(self, node: Node, target: ImageTarget) -> Iterable[Finding]:
+        user = self._user(node)
+        if not user.root:
+            return
+        parsed = self._parse(node)
+        if user.line is not None:
+            message = (
+                f"the built image runs as root (last USER {user.user}); "
+                "switch to a non-root user (USER 10000:10000) after the steps that need root"
+            )
+            yield self._finding(ROOT_USER, target, user.line, message)
+            return
+        final = parsed.info.stages[parsed.info.target_stage]
+        message = (
+            f"the built image runs as root: no USER in the built stage chain and {user.origin}; add USER 10000:10000"
+        )
+        yield self._finding(ROOT_USER, target, final.line, message)
+
+    def _user(self, node: Node) -> _User:
+        if node not in self._users:
+            self._users[node] = self._find_user(node)
+        return self._users[node]
+
+    def _find_user(self, node: Node) -> _User:
+        target = self.graph.targets[node.label]
+        if not isinstance(target, ImageTarget):
+            return _User(root=True, user=None, line=None, origin=f"{node.label} is a root filesystem image")
+        parsed = self._parse(node)
+        chain = parsed.chain()
+        for index in chain:
+            users = [i for i in parsed.stages[index] if i.keyword == "user"]
+            if users:
+                value = _first_word(users[-1], parsed.escape)
+                # A USER from an ARG cannot be told here; it is not reported.
+                is_root = value is not None and "$" not in value and value.partition(":")[0] in _ROOT_USERS
+                return _User(root=is_root, user=value, line=users[-1].line, origin="USER")
+        start = parsed.info.stages[chain[-1]]
+        if start.base == _SCRATCH:
+            return _User(root=True, user=None, line=None, origin="it builds FROM scratch")
+        for parent in self.graph.node_deps[node].parents:
+            if parent.kind == "from" and parent.line == start.line:
+                inherited = self._user(parent.node)
+                origin = f"its base {start.base} ({parent.node.label}) runs as " + (
+                    "root" if inherited.root else repr(inherited.user)
+                )
+                return _User(root=inherited.root, user=inherited.user, line=None, origin=origin)
+        return _User(
+            root=True,
+            user=None,
+            line=None,
+            origin=f"the user of the external base {start.base} cannot be seen without pulling it (counted as root)",
+        )
+
+    # --- ORC003 -----------------------------------------------------------------------------------
+
+    def _labels(self, node: Node) -> Iterable[Finding]:
+        target = self._image(node.label)
+        parsed = self._parse(node)
+        present = {key for key, _ in target.labels}
+        for index in parsed.chain():
+            for instruction in parsed.stages[index]:
+                if instruction.keyword == "label":
+                    present.update(_label_keys(instruction, parsed.escape))
+        missing = [key for key in REQUIRED_LABELS if key not in present]
+        if missing:
+            final = parsed.info.stages[parsed.info.target_stage]
+            message = (
+                f"missing OCI label{'s' * (len(missing) > 1)} {', '.join(missing)}: "
+                f"set {'them' if len(missing) > 1 else 'it'} in the target's labels= or with LABEL in the built stage"
+            )
+            yield self._finding(OCI_LABELS, target, final.line, message)
+
+    # --- ORC004 -----------------------------------------------------------------------------------
+
+    def _large_context(self, target: ImageTarget) -> Finding | None:
+        if target.srcs is not None:
+            return None
+        context_dir = self.root / target.context
+        if not context_dir.is_dir() or dockerignore_path(context_dir, self.root / target.dockerfile) is not None:
+            return None
+        too_large = _too_large(context_dir)
+        if too_large is None:
+            return None
+        shown = target.context or "."
+        ignore = f"{target.context}/.dockerignore" if target.context else ".dockerignore"
+        message = (
+            f"the build context {shown} has {too_large} and no .dockerignore, so all of it is sent to the "
+            f"builder and hashed; add {ignore} or list the inputs with srcs="
+        )
+        return self._finding(NO_DOCKERIGNORE, target, None, message)
+
+    # --- Helpers ----------------------------------------------------------------------------------
+
+    def _image(self, label: Label) -> ImageTarget:
+        target = self.graph.targets[label]
+        if not isinstance(target, ImageTarget):
+            raise TypeError(f"{label} is not an image target")
+        return target
+
+    def _is_internal(self, reference: str) -> bool:
+        parsed = ImageReference.parse(reference)
+        return parsed.digest is None and f"{parsed.repository}:{parsed.tag}" in self.graph.owners
+
+    def _finding(self, rule: str, target: ImageTarget, line: int | None, message: str) -> Finding:
+        return Finding(
+            rule=rule,
+            level=RULES[rule][0],
+            path=target.dockerfile,
+            line=line,
+            column=None if line is None else 1,
+            message=message,
+            target=target.label,
+        )
+
+    def _parse(self, node: Node) -> _Parsed:
+        if node not in self._parsed:
+            target = self._image(node.label)
+            if target.dockerfile not in self._texts:
+                self._texts[target.dockerfile] = (self.root / target.dockerfile).read_text()
+            text = self._texts[target.dockerfile]
+            info = df.analyze(
+                text,
+                path=target.dockerfile,
+                build_args=dict(target.build_args),
+                target=target.target,
+                platform=node.platform,
+            )
+            self._parsed[node] = _group_by_stage(text, info, target.dockerfile)
+        return self._parsed[node]
+
+
+def _group_by_stage(text: str, info: df.DockerfileInfo, path: str) -> _Parsed:
+    # The parser's own reader (comments, continuations, heredocs and the escape directive as
+    # BuildKit reads them); its stage i starts at the i-th FROM.
+    lines = df._split_lines(text)
+    escape = df._escape_token(lines, path)
+    stages: list[list[df._Instruction]] = []
+    for instruction in df._instructions(lines, escape, path):
+        if instruction.keyword == "from":
+            stages.append([])
+        elif stages:
+            stages[-1].append(instruction)
+    assert len(stages) == len(info.stages)
+    return _Parsed(info=info, stages=tuple(map(tuple, stages)), escape=escape)
+
+
+def _unquote(word: str, escape: str) -> str | None:
+    try:
+        return df._Lexer(word, {}, escape).expand()
+    except ValueError:
+        return None
+
+
+def _first_word(instruction: df._Instruction, escape: str) -> str | None:
+    words = df._words(instruction.text)
+    if not words:
+        return None
+    raw = words[0][0]
+    return raw if "$" in raw else _unquote(raw, escape)  # keep "$" so an ARG-set user is recognised
+
+
+def _label_keys(instruction: df._Instruction, escape: str) -> set[str]:
+    """The keys a LABEL sets: ``LABEL k=v k2="v 2"``, or the legacy ``LABEL k v``."""
+    words = [word for word, _ in df._words(instruction.text)]
+    if words and "=" not in words[0]:
+        key = _unquote(words[0], escape)
+        return {key} if key else set()
+    keys = set()
+    for word in words:
+        key = _unquote(word.partition("=")[0], escape)
+        if key:
+            keys.add(key)
+    return keys
+
+
+def _too_large(directory: Path) -> str | None:
+    """'more than 100 files' / 'more than 10 MB' once a limit is passed (lstat only), else None."""
+    files, size = 0, 0
+    stack = [str(directory)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                listed = list(entries)
+        except OSError:
+            continue  # an unreadable directory: the build itself will say so
+        for entry in listed:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+                continue
+            files += 1
+            if entry.is_file(follow_symlinks=False):
+                size += entry.stat(follow_symlinks=False).st_size
+            if files > MAX_CONTEXT_FILES:
+                return f"more than {MAX_CONTEXT_FILES} files"
+            if size > MAX_CONTEXT_BYTES:
+                return f"more than {MAX_CONTEXT_BYTES // (1024 * 1024)} MB"
+    return None

@@ -1,0 +1,148 @@
+"""images.lock and hermetic builds on the real engine: pinned bases, and RUN steps without network."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from orchestrator.lockfile import LOCK_FILE
+from tests.workspaces import ScratchWorkspace
+
+pytestmark = pytest.mark.integration
+
+
+class _Pong(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"pong\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def host_server(docker_engine: object) -> Iterator[str]:
+    """An HTTP server on this host that containers reach through the bridge's gateway: ``ip:port``."""
+    client = docker.APIClient()
+    try:
+        gateway = client.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
+    finally:
+        client.close()
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Pong)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"{gateway}:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def prefix(docker_engine: object) -> Iterator[str]:
+    value = f"oh-{uuid.uuid4().hex[:8]}"
+    yield value
+    client = docker.APIClient()
+    try:
+        for image in client.images():
+            for tag in image.get("RepoTags") or []:
+                if tag.startswith(value):
+                    client.remove_image(tag, force=True)
+    finally:
+        client.close()
+
+
+def write_fetcher(ws: ScratchWorkspace, prefix: str, busybox: str, server: str, *, hermetic: bool) -> None:
+    host, _, port = server.partition(":")
+    ws.write(
+        {
+            "WORKSPACE": "",
+            "net/BUILD": (
+                f'image(name = "net", repository = "{prefix}-net", srcs = ["Dockerfile"], hermetic = {hermetic})\n'
+            ),
+            "net/Dockerfile": (
+                f"FROM {busybox}\n"
+                # busybox's wget crashes in a static build; nc speaks enough HTTP
+                f"RUN printf 'GET /ping HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc {host} {port} > /pong"
+                " && grep -q pong /pong\n"
+            ),
+        }
+    )
+
+
+def test_a_run_reaching_the_network_works_unless_hermetic(
+    workspace: ScratchWorkspace, busybox_image: str, host_server: str, prefix: str
+) -> None:
+    write_fetcher(workspace, prefix, busybox_image, host_server, hermetic=False)
+    result = workspace.run("build")
+    assert result.exit_code == 0, result.output
+
+    write_fetcher(workspace, prefix, busybox_image, host_server, hermetic=True)
+    result = workspace.run("build")
+    assert result.exit_code == 2  # hermetic, but its base is not pinned
+    assert f"uses {busybox_image}, which images.lock does not pin" in result.output
+
+    locked = workspace.run("lock")
+    assert locked.exit_code == 0, locked.output
+    pins = json.loads((workspace.root / LOCK_FILE).read_text())["bases"][busybox_image]
+    client = docker.APIClient()
+    try:
+        busybox_id = client.inspect_image(busybox_image)["Id"]
+    finally:
+        client.close()
+    assert pins == {"linux/amd64": {"digest": busybox_id, "source": "engine"}}
+
+    report = workspace.root.parent / "report.json"
+    result = workspace.run("build", "--locked", "--report", str(report))
+    assert result.exit_code == 1, result.output  # the same RUN, without network, fails
+    node = json.loads(report.read_text())["nodes"][0]
+    assert node["status"] == "failed"
+    with open(node["log"]) as handle:
+        log = handle.read()
+    assert f"FROM {busybox_id}" in log  # the build named the pinned image, not the tag
+    assert "Network is unreachable" in log
+
+
+def test_lock_update_and_outdated_after_a_base_is_imported_again(
+    workspace: ScratchWorkspace, busybox_image: str, prefix: str
+) -> None:
+    base = f"{prefix}-base:1"
+    client = docker.APIClient()
+    try:
+        client.tag(busybox_image, f"{prefix}-base", "1")
+        workspace.write(
+            {
+                "WORKSPACE": "",
+                "a/BUILD": f'image(name = "a", repository = "{prefix}-a")\n',
+                "a/Dockerfile": f"FROM {base}\nRUN echo a > /a\n",
+                "b/BUILD": f'image(name = "b", repository = "{prefix}-b")\n',
+                "b/Dockerfile": f"FROM {prefix}-a\nRUN echo b > /b\n",
+                "c/BUILD": f'image(name = "c", repository = "{prefix}-c")\n',
+                "c/Dockerfile": f"FROM {busybox_image}\nRUN echo c > /c\n",
+            }
+        )
+        assert workspace.run("lock").exit_code == 0
+        assert workspace.run("build", "--locked").exit_code == 0
+        assert workspace.lines("query", "outdated") == []
+        # the base is imported again with other content: same name, another image
+        client.tag(f"{prefix}-a:latest", f"{prefix}-base", "1")
+        lines = workspace.lines("query", "outdated")
+        assert lines[0].startswith(f"{base} linux/amd64: sha256:") and "-> sha256:" in lines[0]
+        assert lines[1:] == ["  //a:a", "  //b:b"]  # exactly its reverse dependencies
+        before = workspace.keys()
+        updated = workspace.run("lock", "--update", base)
+        assert updated.exit_code == 0 and f"updated {base} linux/amd64" in updated.output
+        after = workspace.keys()
+        assert {k for k in after if after[k] != before[k]} == {"//a:a linux/amd64", "//b:b linux/amd64"}
+        assert workspace.lines("query", "outdated") == []
+    finally:
+        client.close()
