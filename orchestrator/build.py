@@ -39,7 +39,7 @@ from orchestrator.errors import (
 )
 from orchestrator.executor.api import BuildRequest, Executor, ImageSummary, TransferFailed
 from orchestrator.hashing import keys_with_store
-from orchestrator.hermetic import is_hermetic, pins_of
+from orchestrator.hermetic import check_hermetic, check_pinned_images, is_hermetic, pins_of
 from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
@@ -206,6 +206,7 @@ class Build:
         if keys is None:
             keys = self.compute_keys(labels)
         self._keys = keys
+        check_hermetic(self.graph, self.loaded.workspace.settings, self.loaded.lock, [k.node for k in keys])
         closure = self.graph.with_dependencies(labels)
         repositories = {label: self.graph.targets[label].repository for label in closure}
         if images is None and self.executor is not None:
@@ -220,8 +221,14 @@ class Build:
             images=images,
             no_cache=self.options.no_cache,
         )
-        if self.remote is None or self.options.no_cache:
-            return plan
+        if self.remote is not None and not self.options.no_cache:
+            plan = self._use_registry(plan, labels, repositories)
+        if self.executor is not None:
+            check_pinned_images(self.graph, self.loaded.lock, [p.node for p in plan.to_build], self.executor)
+        return plan
+
+    def _use_registry(self, plan: Plan, labels: list[Label], repositories: Mapping[Label, str]) -> Plan:
+        assert self.remote is not None
         found = self.remote.lookup(plan.nodes, {p.node: repositories[p.node.label] for p in plan.nodes})
         for node in self.distrusted:
             found.pop(node, None)

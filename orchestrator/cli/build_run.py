@@ -26,7 +26,6 @@ from orchestrator.emulation import check_emulation
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
-from orchestrator.hermetic import check_hermetic, check_pinned_images
 from orchestrator.inputs import targets_owning
 from orchestrator.loading import LoadedWorkspace
 from orchestrator.locking import check_locked
@@ -154,7 +153,6 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         nodes = [k.node for k in keys]
         if command.locked:
             check_locked(graph, loaded.lock, nodes)
-        check_hermetic(graph, loaded.workspace.settings, loaded.lock, nodes)
         engine: Engine | None = None
         try:
             engine = engine_future.result()
@@ -175,7 +173,6 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
             _print_plan(plan)
             return
         assert engine is not None
-        check_pinned_images(graph, loaded.lock, [p.node for p in plan.to_build], engine.executor)
         if engine.executor.is_local():
             check_emulation({p.node.platform for p in plan.to_build}, engine.executor.native_platform())
         try:
