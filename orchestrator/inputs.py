@@ -3,7 +3,9 @@
 Decided from each target's input *rules*, not from a walk, so a deleted file still counts: a file
 belongs to a target when it is its BUILD file or a ``.star`` file that BUILD file loads, its
 Dockerfile or ignore file, a file of its context that the ignore file does not exclude (or one of
-its declared ``srcs``), or a rootfs tarball, script or source. WORKSPACE belongs to every target.
+its declared ``srcs``), or a rootfs tarball, script or source. WORKSPACE belongs to every target;
+images.lock to the targets that use a base whose pin changed (every target using an external base
+when the old lock is not known).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from orchestrator.context import dockerignore_path
 from orchestrator.dockerignore import IgnoreMatcher, parse_dockerignore
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
+from orchestrator.lockfile import LOCK_FILE, changed_pins, parse_lock
 from orchestrator.model import ImageTarget, RootfsTarget, Target
 from orchestrator.workspace import WORKSPACE_FILES
 
-GLOBAL_FILES = frozenset(WORKSPACE_FILES) | {"images.lock"}
+GLOBAL_FILES = frozenset(WORKSPACE_FILES)
 
 
 def _under(path: str, directory: str) -> str | None:
@@ -55,13 +58,22 @@ def _rootfs_holds(target: RootfsTarget, path: str) -> bool:
     return path in (target.tarball, target.script, *target.srcs)
 
 
-def targets_owning(loaded: LoadedWorkspace, changed: Iterable[str]) -> set[Label]:
-    """Targets with at least one of the ``changed`` workspace-relative paths among their inputs."""
+def targets_owning(
+    loaded: LoadedWorkspace, changed: Iterable[str], *, pins_changed: set[tuple[str, str]] | None = None
+) -> set[Label]:
+    """Targets with at least one of the ``changed`` workspace-relative paths among their inputs.
+
+    ``pins_changed``: the (reference, platform) pins that differ in images.lock, when known.
+    """
     paths = {Path(os.path.normpath(p)).as_posix() for p in changed}
     graph = loaded.graph
     if paths & GLOBAL_FILES:
         return set(graph.targets)
     hit: set[Label] = set()
+    if LOCK_FILE in paths:
+        for node, deps in graph.node_deps.items():
+            if any(pins_changed is None or (ref, node.platform) in pins_changed for ref in deps.externals):
+                hit.add(node.label)
     for package in loaded.packages:
         if package.build_file in paths or paths.intersection(package.loads):
             hit.update(t.label for t in package.targets)
@@ -76,3 +88,15 @@ def _holds_any(root: Path, target: Target, paths: set[str]) -> bool:
         return any(_rootfs_holds(target, p) for p in paths)
     inputs = _ImageInputs(root, target)
     return any(inputs.holds(p) for p in paths)
+
+
+def targets_changed_since(loaded: LoadedWorkspace, since: str) -> set[Label]:
+    """Targets whose inputs changed between git revision ``since`` and the working tree."""
+    from orchestrator.vcs import changed_files, file_at
+
+    changed = changed_files(loaded.root, since)
+    pins = None
+    if LOCK_FILE in changed:
+        old_text = file_at(loaded.root, since, LOCK_FILE)
+        pins = changed_pins(None if old_text is None else parse_lock(old_text), loaded.lock)
+    return targets_owning(loaded, changed, pins_changed=pins)

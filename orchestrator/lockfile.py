@@ -76,6 +76,11 @@ def read_lock(root: Path) -> Lock | None:
         text = path.read_text()
     except FileNotFoundError:
         return None
+    return parse_lock(text)
+
+
+def parse_lock(text: str) -> Lock:
+    """A lock from its text; WorkspaceError naming the problem."""
     try:
         data = json.loads(text)
         return _from_json(data)
@@ -117,3 +122,10 @@ def _from_json(data: Any) -> Lock:
                 raise ValueError(f"{reference} {platform}: bad pin {pin!r}")
             bases.setdefault(reference, {})[platform] = Pin(digest=pin["digest"], source=pin["source"])
     return Lock(bases)
+
+
+def changed_pins(before: Lock | None, after: Lock | None) -> set[tuple[str, str]]:
+    """(reference, platform) pairs pinned differently (or only) in one of the two locks."""
+    old = before.digests() if before is not None else {}
+    new = after.digests() if after is not None else {}
+    return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}

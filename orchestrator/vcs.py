@@ -33,3 +33,14 @@ def changed_files(root: Path, since: str) -> list[str]:
         if not rel.startswith(".."):
             result.append(Path(rel).as_posix())
     return sorted(result)
+
+
+def file_at(root: Path, since: str, path: str) -> str | None:
+    """The text of workspace-relative ``path`` at revision ``since``, None when it did not exist."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "show", f"{since}:./{path}"], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        raise GitError("--since needs git, which is not installed") from None
+    return done.stdout if done.returncode == 0 else None

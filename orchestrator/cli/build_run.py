@@ -26,7 +26,7 @@ from orchestrator.emulation import check_emulation
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
-from orchestrator.inputs import targets_owning
+from orchestrator.inputs import targets_changed_since
 from orchestrator.loading import LoadedWorkspace
 from orchestrator.locking import check_locked
 from orchestrator.manifests import changes, load_manifest
@@ -34,7 +34,6 @@ from orchestrator.plan import Action, Plan
 from orchestrator.remote_cache import RemoteCache
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
-from orchestrator.vcs import changed_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
     graph = loaded.graph
     selected = graph.select(command.patterns or [])
     if command.since is not None:
-        affected = query.affected(graph, targets_owning(loaded, changed_files(loaded.root, command.since)))
+        affected = query.affected(graph, targets_changed_since(loaded, command.since))
         selected = [label for label in selected if label in affected]
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     build_options = BuildOptions(

@@ -12,9 +12,8 @@ from orchestrator import query
 from orchestrator.cli.common import Output, emit_labels, handle_errors, load_workspace
 from orchestrator.errors import UnknownTargetError, did_you_mean
 from orchestrator.imageref import ImageReference
-from orchestrator.inputs import targets_owning
+from orchestrator.inputs import targets_changed_since, targets_owning
 from orchestrator.label import looks_like_label
-from orchestrator.vcs import changed_files
 
 app = typer.Typer(help="Questions about the image family (no Docker daemon needed).", no_args_is_help=True)
 
@@ -93,10 +92,10 @@ def affected(
     if (since is None) == (not files):
         raise typer.BadParameter("give exactly one of --since REF or --files F...")
     if since is not None:
-        changed = changed_files(loaded.root, since)
+        owning = targets_changed_since(loaded, since)
     else:
-        changed = [workspace_relative(loaded.root, p) for p in paths or []]
-    emit_labels(query.affected(loaded.graph, targets_owning(loaded, changed)), output)
+        owning = targets_owning(loaded, [workspace_relative(loaded.root, p) for p in paths or []])
+    emit_labels(query.affected(loaded.graph, owning), output)
 
 
 def workspace_relative(root: Path, path: str) -> str:
