@@ -23,6 +23,8 @@ Deliberate simplifications:
   (as in BuildKit, which fails on it when it builds that stage).
 - :func:`rebind` addresses a reference by its line: a RUN line mounting two *different* images is
   refused (the same raw value twice is replaced twice).
+- :func:`stage_configs` reads LABEL and USER words as written: quotes and escapes removed, no
+  variable substituted (a value holding ``$`` is reported as such, see :class:`StageConfig`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from dataclasses import dataclass
 
 from orchestrator.errors import DockerfileError, Location, did_you_mean
 
-__all__ = ["DockerfileInfo", "ImageRef", "Stage", "analyze", "rebind"]
+__all__ = ["DockerfileInfo", "ImageRef", "Stage", "StageConfig", "analyze", "rebind", "stage_configs"]
+__all__ += ["with_label_instruction"]
 
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _DIRECTIVES = frozenset({"syntax", "escape", "check"})
@@ -85,6 +88,27 @@ class DockerfileInfo:
     needed_stages: tuple[int, ...]  # sorted; the target and every stage it needs, transitively
     image_refs: tuple[ImageRef, ...]  # external images of the needed stages, in file order
     args: tuple[str, ...]  # global ARGs (declared before the first FROM)
+
+    def stage_chain(self) -> tuple[int, ...]:
+        """The built stage chain: the target stage, the stage it is FROM, and so on back to an image."""
+        chain = [self.target_stage]
+        while (base := self.stages[chain[-1]].base_stage) is not None:
+            chain.append(base)
+        return tuple(chain)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageConfig:
+    """What one stage's own LABEL and USER instructions set (not what it inherits from its base).
+
+    Words are read as written: quotes and escapes removed, no ARG or ENV substituted. So a label
+    value holding ``$`` is None (it cannot be known here), and a USER holding ``$`` is kept raw.
+    """
+
+    index: int  # the stage's index, as in DockerfileInfo.stages
+    labels: tuple[tuple[str, str | None], ...]  # (key, value) in file order; a later key wins
+    user: str | None  # the last USER's first word; None without a USER or when it cannot be read
+    user_line: int | None  # 1-based line of the last USER; None when the stage has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,6 +523,62 @@ def analyze(
     for instruction in _instructions(lines, escape, path):
         analyzer.feed(instruction)
     return analyzer.result(target)
+
+
+# --- LABEL and USER -------------------------------------------------------------------------------
+
+
+def stage_configs(text: str, *, path: str = "Dockerfile") -> tuple[StageConfig, ...]:
+    """The LABEL pairs and the USER of each stage, one :class:`StageConfig` per FROM in file order.
+
+    The i-th entry belongs to :attr:`DockerfileInfo.stages` ``[i]``; it does not depend on build
+    args, target or platform. ``path`` only names the file in errors (a bad escape directive, an
+    unterminated heredoc); other problems are left to :func:`analyze`.
+    """
+    lines = _split_lines(text)
+    escape = _escape_token(lines, path)
+    stages: list[list[_Instruction]] = []
+    for instruction in _instructions(lines, escape, path):
+        if instruction.keyword == "from":
+            stages.append([])
+        elif stages:  # only ARG may come before the first FROM
+            stages[-1].append(instruction)
+    return tuple(_stage_config(index, instructions, escape) for index, instructions in enumerate(stages))
+
+
+def _stage_config(index: int, instructions: list[_Instruction], escape: str) -> StageConfig:
+    labels = [pair for i in instructions if i.keyword == "label" for pair in _label_pairs(i, escape)]
+    users = [i for i in instructions if i.keyword == "user"]
+    if not users:
+        return StageConfig(index=index, labels=tuple(labels), user=None, user_line=None)
+    words = _words(users[-1].text)
+    raw = words[0][0] if words else None
+    # "$" stays so that a user set from an ARG can be told apart from a literal one.
+    user = raw if raw is None or "$" in raw else _unquote(raw, escape)
+    return StageConfig(index=index, labels=tuple(labels), user=user, user_line=users[-1].line)
+
+
+def _label_pairs(instruction: _Instruction, escape: str) -> list[tuple[str, str | None]]:
+    """The (key, value) pairs of ``LABEL k=v k2="v 2"``, or of the legacy ``LABEL key the value``."""
+    words = [word for word, _ in _words(instruction.text)]
+    if words and "=" not in words[0]:
+        raw_pairs = [(words[0], " ".join(words[1:]))]
+    else:
+        raw_pairs = [(key, value) for key, _, value in (word.partition("=") for word in words)]
+    pairs: list[tuple[str, str | None]] = []
+    for raw_key, raw_value in raw_pairs:
+        key = _unquote(raw_key, escape)
+        if key:
+            pairs.append((key, None if "$" in raw_value else _unquote(raw_value, escape)))
+    return pairs
+
+
+def _unquote(word: str, escape: str) -> str | None:
+    """``word`` without its quotes and escapes (variables are not substituted); None if unreadable."""
+    try:
+        return _Lexer(word, {}, escape).expand()
+    except ValueError:
+        return None
 
 
 # --- Rebinding ------------------------------------------------------------------------------------

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.common import handle_errors
+
+
+class PlanOutput(StrEnum):
+    text = "text"
+    json = "json"
+    github_matrix = "github-matrix"
 
 
 @handle_errors
@@ -20,8 +27,15 @@ def build(
     ] = True,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every selected node")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cached or to build, and why)")] = False,
+    output: Annotated[
+        PlanOutput | None,
+        typer.Option(
+            "--output", "-o", help="With --dry-run: the plan as text (default), JSON, or a GitHub Actions job matrix"
+        ),
+    ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only targets affected since this git revision")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON report here")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here")] = None,
     platform: Annotated[
         list[str] | None,
         typer.Option("--platform", help="Only this platform's nodes, e.g. linux/arm64 (repeatable; default: all)"),
@@ -64,6 +78,8 @@ def build(
         push=push,
         load=load,
         locked=locked,
+        output=None if output is None else output.value,
+        junit=junit,
     )
     run_build(ctx, command)
 

@@ -7,48 +7,36 @@ queries should not pay; ``build_cmd`` holds the command signatures and calls in 
 from __future__ import annotations
 
 import os
-import signal
-import threading
-from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from orchestrator import query
-from orchestrator.build import Build, BuildOptions, Terminated
+from orchestrator.build import Build, BuildOptions
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
-from orchestrator.emulation import check_emulation
+from orchestrator.cli.session import (
+    Engine,
+    check_runnable,
+    connect,
+    print_plan_warnings,
+    remote_cache,
+    sigterm_stops_cleanly,
+)
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.executor.api import Executor, ImageSummary
 from orchestrator.hashing import keys_with_store
 from orchestrator.inputs import targets_changed_since
-from orchestrator.loading import LoadedWorkspace
 from orchestrator.locking import check_locked
 from orchestrator.manifests import changes, load_manifest
 from orchestrator.plan import Action, Plan
-from orchestrator.remote_cache import RemoteCache
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    executor: Executor
-    images: Mapping[str, ImageSummary]
-
-
-def _connect() -> Engine:
-    """The engine and one listing of its images (importing the docker SDK on the way)."""
-    from orchestrator.executor.docker import DockerExecutor
-
-    executor = DockerExecutor()
-    executor.ping()
-    return Engine(executor=executor, images=executor.references())
+from orchestrator.report.junit_build import write_build_junit
+from orchestrator.report.plan_json import render_plan
+from orchestrator.report.summary import build_markdown, write_step_summary
 
 
 def _print_plan(plan: Plan) -> None:
@@ -60,17 +48,6 @@ def _print_plan(plan: Plan) -> None:
         f"{plan.count(Action.BUILD)} to build, {plan.count(Action.CACHED)} cached, "
         f"{plan.count(Action.REMOTE)} in the registry cache ({len(plan.to_pull)} to pull)"
     )
-
-
-def _remote_cache(loaded: LoadedWorkspace, command: BuildCommand) -> RemoteCache | None:
-    address = command.registry or loaded.workspace.settings.registry
-    if not address:
-        if command.push:
-            raise UsageError("--push needs a registry: set registry= in WORKSPACE or pass --registry")
-        return None
-    from orchestrator.registry import Registry
-
-    return RemoteCache(Registry(address), write=command.remote_cache_write)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,11 +67,15 @@ class BuildCommand:
     push: bool = False
     load: bool = False
     locked: bool = False
+    output: str | None = None  # with --dry-run: text, json or github-matrix
+    junit: Path | None = None
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
         if self.push and not self.remote_cache_write:
             raise UsageError("--push uploads images; it cannot go with --no-remote-cache-write")
+        if self.output is not None and not self.dry_run:
+            raise UsageError("--output is the format of the plan --dry-run prints; add --dry-run (results: --report)")
         if self.push and self.platforms:
             raise UsageError(
                 "--push publishes every platform of a target; drop --platform (platforms already in the "
@@ -105,25 +86,8 @@ class BuildCommand:
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
     # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
     # on a thread while the workspace is loaded and hashed here.
-    with _sigterm_stops_cleanly(), ThreadPoolExecutor(max_workers=1) as pool:
-        _build(ctx, pool.submit(_connect), command)
-
-
-@contextmanager
-def _sigterm_stops_cleanly() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job) stops running builds like Ctrl-C does: no record, no tag."""
-
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_stops_cleanly(), ThreadPoolExecutor(max_workers=1) as pool:
+        _build(ctx, pool.submit(connect), command)
 
 
 def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:
@@ -143,7 +107,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         load=command.load,
         push=command.push,
     )
-    remote = _remote_cache(loaded, command)
+    remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, push=command.push)
     console = stderr_console()
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
@@ -162,18 +126,15 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         if engine is not None:
             run.executor = engine.executor
         plan = run.plan(selected, keys, images=None if engine is None else engine.images)
-        if remote is not None:
-            for warning in remote.warnings:
-                console.print(f"[yellow]WARNING[/] {warning}", highlight=False)
-        for planned in plan.nodes:
-            if planned.poisoned:
-                console.print(f"[yellow]WARNING[/] {planned.node}: {planned.reason}", highlight=False)
+        print_plan_warnings(console, remote, plan)
         if command.dry_run:
-            _print_plan(plan)
+            if command.output in (None, "text"):
+                _print_plan(plan)
+            else:
+                typer.echo(render_plan(plan, graph, command.output))
             return
         assert engine is not None
-        if engine.executor.is_local():
-            check_emulation({p.node.platform for p in plan.to_build}, engine.executor.native_platform())
+        check_runnable(engine, {p.node.platform for p in plan.to_build})
         try:
             summary = run.run(plan)
         finally:
@@ -181,6 +142,9 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
     print_summary(console, summary)
     if command.report is not None:
         write_report(summary, command.report)
+    if command.junit is not None:
+        write_build_junit(command.junit, summary)
+    write_step_summary(lambda: build_markdown(summary), warn=lambda message: typer.echo(f"WARNING {message}", err=True))
     raise typer.Exit(summary.exit_code)
 
 

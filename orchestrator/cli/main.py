@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import build_cmd, graph_cmd, hash_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
+from orchestrator.cli import build_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
 from orchestrator.cli.common import GlobalOptions
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command(name="explain")(build_cmd.explain)
 app.command(name="lock")(lock_cmd.lock)
 app.command(name="lint")(lint_cmd.lint)
 app.command(name="test")(test_cmd.test)
+app.command(name="init")(init_cmd.init)
 
 
 def _version(value: bool) -> None:

@@ -17,9 +17,11 @@ HEADER = """# CLI reference
 Generated from the command itself by `python -m orchestrator.cli.reference`; a test fails when this
 page and the command disagree.
 
-Exit codes: 0 success, 1 a build failed, 2 usage or workspace error (bad BUILD file, cycle, unknown
-target), 3 nothing matched, 4 an image test failed, 130 interrupted. Errors print one `ERROR ...`
-block on standard error, without a traceback.
+Exit codes: 0 success, 1 a build failed (or `--push` could not push), 2 usage or environment error
+(bad BUILD file, cycle, unknown target, daemon down, missing emulator, unpinned base with
+`--locked`), 3 nothing matched, 4 an image test failed, 130 interrupted (Ctrl-C), 143 stopped
+(SIGTERM). Errors print one `ERROR ...` block on standard error, without a traceback. See
+[troubleshooting](../troubleshooting.md).
 """
 
 

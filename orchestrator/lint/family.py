@@ -62,18 +62,10 @@ _KINDS = {"from": "FROM", "copy-from": "COPY --from", "mount-from": "RUN --mount
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    """A Dockerfile as analysed for one node, with its instructions grouped by stage."""
+    """A Dockerfile as analysed for one node, with the LABELs and USER of each stage."""
 
     info: df.DockerfileInfo
-    stages: tuple[tuple[df._Instruction, ...], ...]  # the instructions after each FROM
-    escape: str
-
-    def chain(self) -> list[int]:
-        """The target stage, then the stage it is FROM, and so on."""
-        chain = [self.info.target_stage]
-        while (base := self.info.stages[chain[-1]].base_stage) is not None:
-            chain.append(base)
-        return chain
+    configs: tuple[df.StageConfig, ...]  # configs[i] belongs to info.stages[i]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +155,14 @@ class FamilyChecks:
         if not isinstance(target, ImageTarget):
             return _User(root=True, user=None, line=None, origin=f"{node.label} is a root filesystem image")
         parsed = self._parse(node)
-        chain = parsed.chain()
+        chain = parsed.info.stage_chain()
         for index in chain:
-            users = [i for i in parsed.stages[index] if i.keyword == "user"]
-            if users:
-                value = _first_word(users[-1], parsed.escape)
+            config = parsed.configs[index]
+            if config.user_line is not None:
+                value = config.user
                 # A USER from an ARG cannot be told here; it is not reported.
                 is_root = value is not None and "$" not in value and value.partition(":")[0] in _ROOT_USERS
-                return _User(root=is_root, user=value, line=users[-1].line, origin="USER")
+                return _User(root=is_root, user=value, line=config.user_line, origin="USER")
         start = parsed.info.stages[chain[-1]]
         if start.base == _SCRATCH:
             return _User(root=True, user=None, line=None, origin="it builds FROM scratch")
@@ -194,10 +186,8 @@ class FamilyChecks:
         target = self._image(node.label)
         parsed = self._parse(node)
         present = {key for key, _ in target.labels}
-        for index in parsed.chain():
-            for instruction in parsed.stages[index]:
-                if instruction.keyword == "label":
-                    present.update(_label_keys(instruction, parsed.escape))
+        for index in parsed.info.stage_chain():
+            present.update(key for key, _ in parsed.configs[index].labels)
         missing = [key for key in REQUIRED_LABELS if key not in present]
         if missing:
             final = parsed.info.stages[parsed.info.target_stage]
@@ -262,52 +252,10 @@ class FamilyChecks:
                 target=target.target,
                 platform=node.platform,
             )
-            self._parsed[node] = _group_by_stage(text, info, target.dockerfile)
+            configs = df.stage_configs(text, path=target.dockerfile)
+            assert len(configs) == len(info.stages)  # both count the FROMs of one text
+            self._parsed[node] = _Parsed(info=info, configs=configs)
         return self._parsed[node]
-
-
-def _group_by_stage(text: str, info: df.DockerfileInfo, path: str) -> _Parsed:
-    # The parser's own reader (comments, continuations, heredocs and the escape directive as
-    # BuildKit reads them); its stage i starts at the i-th FROM.
-    lines = df._split_lines(text)
-    escape = df._escape_token(lines, path)
-    stages: list[list[df._Instruction]] = []
-    for instruction in df._instructions(lines, escape, path):
-        if instruction.keyword == "from":
-            stages.append([])
-        elif stages:
-            stages[-1].append(instruction)
-    assert len(stages) == len(info.stages)
-    return _Parsed(info=info, stages=tuple(map(tuple, stages)), escape=escape)
-
-
-def _unquote(word: str, escape: str) -> str | None:
-    try:
-        return df._Lexer(word, {}, escape).expand()
-    except ValueError:
-        return None
-
-
-def _first_word(instruction: df._Instruction, escape: str) -> str | None:
-    words = df._words(instruction.text)
-    if not words:
-        return None
-    raw = words[0][0]
-    return raw if "$" in raw else _unquote(raw, escape)  # keep "$" so an ARG-set user is recognised
-
-
-def _label_keys(instruction: df._Instruction, escape: str) -> set[str]:
-    """The keys a LABEL sets: ``LABEL k=v k2="v 2"``, or the legacy ``LABEL k v``."""
-    words = [word for word, _ in df._words(instruction.text)]
-    if words and "=" not in words[0]:
-        key = _unquote(words[0], escape)
-        return {key} if key else set()
-    keys = set()
-    for word in words:
-        key = _unquote(word.partition("=")[0], escape)
-        if key:
-            keys.add(key)
-    return keys
 
 
 def _too_large(directory: Path) -> str | None:

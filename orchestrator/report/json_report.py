@@ -1,9 +1,11 @@
 """The machine-readable build report (``build --report PATH.json``).
 
-Schema version 1: ``{"version": 1, "exit_code": int, "promoted": [ref...], "pushed": [ref...],
-"warnings": [text...], "nodes": [node...]}`` with one node object per (target, platform): ``label``,
-``platform``, ``key``, ``status`` (built | cached | remote-cached | pulled | failed | skipped |
-cancelled), ``duration_s``, ``image_id``, ``tags``, ``log``, ``reason``, ``error``.
+Schema version 1, documented in docs/reference/report.md with a JSON Schema beside it
+(docs/reference/build-report.schema.json): ``{"version": 1, "exit_code": int, "promoted": [ref...],
+"pushed": [ref...], "warnings": [text...], "nodes": [node...]}`` with one node object per (target,
+platform), parents first: ``label``, ``platform``, ``key``, ``status`` (built | cached | remote-cached |
+pulled | failed | skipped | cancelled), ``duration_s``, ``image_id``, ``tags``, ``log``, ``reason``,
+``error``, ``log_tail``. Absent values are ``null``, never ``""``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def report_data(summary: BuildSummary) -> dict[str, Any]:
                 "duration_s": r.duration_s,
                 "image_id": r.image_id,
                 "tags": list(r.tags),
-                "log": r.log,
+                "log": r.log or None,  # a pulled node's record has no log
                 "reason": r.reason,
                 "error": r.error,
+                "log_tail": r.log_tail or None,
             }
             for r in summary.reports
         ],

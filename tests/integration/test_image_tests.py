@@ -120,8 +120,12 @@ def test_checks_pass_write_junit_and_are_cached_the_second_time(images: Images, 
     result, junit = images.test()
     assert result.exit_code == 0, result.output
     assert junit is not None
-    assert (junit.tests, junit.failures, junit.errors) == (10, 0, 0)
-    assert sorted(suite.name for suite in junit) == ["//app:app_test linux/amd64", "//static:static_test linux/amd64"]
+    assert (junit.tests, junit.failures, junit.errors) == (12, 0, 0)  # 10 checks and the 2 images' build cases
+    assert sorted(suite.name for suite in junit) == [
+        "//app:app_test linux/amd64",
+        "//static:static_test linux/amd64",
+        "build linux/amd64",
+    ]
     assert len(_lines(result, "PASS")) == 10
     assert _created_probe_containers(docker_api, started) > 0  # commands and file reads used containers
     assert not _probe_containers(docker_api)  # and none is left
@@ -144,7 +148,7 @@ def test_breaking_one_check_exits_4_with_one_junit_failure(images: Images) -> No
         "FAIL //app:app_test linux/amd64 metadata user: user is 'root', expected 'company'"
     ]
     assert junit is not None
-    assert (junit.tests, junit.failures, junit.errors) == (6, 1, 0)
+    assert (junit.tests, junit.failures, junit.errors) == (7, 1, 0)  # 6 checks and //app:app's build case
     failed = [case for suite in junit for case in suite if case.is_failure]
     assert [(case.classname, case.name) for case in failed] == [("//app:app_test", "metadata user")]
     assert failed[0].result[0].message == "user is 'root', expected 'company'"
@@ -186,7 +190,7 @@ def test_image_that_fails_to_build_makes_its_tests_errors(images: Images) -> Non
     errors = _lines(result, "ERROR")
     assert len(errors) == 2
     assert errors[0].startswith("ERROR //app:app_test linux/amd64: image //app:app linux/amd64 failed to build:")
-    assert junit is not None and (junit.tests, junit.errors) == (2, 2)
+    assert junit is not None and (junit.tests, junit.errors, junit.failures, junit.skipped) == (4, 2, 1, 1)
 
 
 def test_daemon_unreachable_is_one_error_line(workspace: ScratchWorkspace) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import orchestrator.dockerfile as df
-from orchestrator.dockerfile import DockerfileInfo, ImageRef, analyze, rebind
+from orchestrator.dockerfile import DockerfileInfo, ImageRef, StageConfig, analyze, rebind, stage_configs
 from orchestrator.errors import DockerfileError
 
 
@@ -643,6 +643,98 @@ def test_from_with_wrong_arguments_is_an_error(line: str) -> None:
 
 def test_invalid_stage_name_is_an_error() -> None:
     assert "invalid stage name '1st'" in error("FROM alpine AS 1st\n").message
+
+
+# --- Stage chain, LABEL and USER -----------------------------------------------------------------
+
+
+def test_stage_chain_follows_from_back_to_an_image() -> None:
+    text = "FROM a AS one\nFROM one AS two\nFROM b AS other\nFROM two AS three\nFROM other\n"
+    assert analyze(text, target="three").stage_chain() == (3, 1, 0)
+    assert analyze(text).stage_chain() == (4, 2)
+    assert analyze("FROM scratch\n").stage_chain() == (0,)
+
+
+def test_stage_configs_give_each_stage_its_own_labels_and_last_user() -> None:
+    text = (
+        "ARG V=1\n"
+        "FROM a AS build\n"
+        "LABEL stage=build\n"
+        "USER builder\n"
+        "FROM b\n"
+        'LABEL "org.example.title"="my app" plain=x\n'
+        "USER root\n"
+        "RUN true\n"
+        "USER 1000:1000\n"
+    )
+    assert stage_configs(text) == (
+        StageConfig(index=0, labels=(("stage", "build"),), user="builder", user_line=4),
+        StageConfig(index=1, labels=(("org.example.title", "my app"), ("plain", "x")), user="1000:1000", user_line=9),
+    )
+
+
+def test_stage_configs_line_up_with_the_analysed_stages() -> None:
+    text = "FROM a AS one\nRUN x\nFROM one\nLABEL k=v\nFROM scratch\n"
+    assert [c.index for c in stage_configs(text)] == [s.index for s in analyze(text).stages]
+    assert [c.labels for c in stage_configs(text)] == [(), (("k", "v"),), ()]
+
+
+def test_stage_config_without_a_user() -> None:
+    (config,) = stage_configs("FROM a\nLABEL k=v\n")
+    assert (config.user, config.user_line) == (None, None)
+
+
+def test_user_without_a_word_has_a_line_but_no_value() -> None:
+    (config,) = stage_configs("FROM a\nUSER\n")
+    assert (config.user, config.user_line) == (None, 2)
+
+
+def test_user_is_unquoted_but_a_variable_is_kept_as_written() -> None:
+    assert stage_configs('FROM a\nUSER "app"\n')[0].user == "app"
+    assert stage_configs("FROM a\nARG U=app\nUSER ${U}:1000\n")[0].user == "${U}:1000"
+
+
+def test_label_values_are_not_substituted_and_read_as_unknown() -> None:
+    text = "FROM a\nARG VERSION=1.0\nLABEL version=$VERSION title=app\n"
+    assert stage_configs(text)[0].labels == (("version", None), ("title", "app"))
+
+
+def test_legacy_label_form_takes_the_rest_of_the_line_as_the_value() -> None:
+    assert stage_configs("FROM a\nLABEL maintainer Jane Doe\n")[0].labels == (("maintainer", "Jane Doe"),)
+
+
+def test_repeated_label_keys_stay_in_file_order_so_the_later_one_wins() -> None:
+    (config,) = stage_configs("FROM a\nLABEL k=1\nLABEL k=2\n")
+    assert config.labels == (("k", "1"), ("k", "2"))
+    assert dict(config.labels) == {"k": "2"}
+
+
+def test_stage_configs_read_continuations_escape_directive_and_skip_heredocs() -> None:
+    text = (
+        "# escape=`\n"
+        "FROM a\n"
+        "LABEL one=1 `\n"
+        "# a comment inside the continuation\n"
+        '    two="t`"wo"\n'
+        "RUN <<EOF\n"
+        "LABEL fake=1\n"
+        "USER fake\n"
+        "EOF\n"
+    )
+    (config,) = stage_configs(text)
+    assert config.labels == (("one", "1"), ("two", 't"wo'))
+    assert (config.user, config.user_line) == (None, None)
+
+
+def test_stage_configs_ignore_what_comes_before_the_first_from() -> None:
+    assert stage_configs("ARG A=1\n") == ()
+    assert stage_configs("ARG A=1\nFROM a\n") == (StageConfig(index=0, labels=(), user=None, user_line=None),)
+
+
+def test_stage_configs_report_an_unterminated_heredoc_with_the_path() -> None:
+    with pytest.raises(DockerfileError) as caught:
+        stage_configs("FROM a\nRUN <<EOF\necho\n", path="x/Dockerfile")
+    assert str(caught.value.location) == "x/Dockerfile:2"
 
 
 # --- Rebinding ------------------------------------------------------------------------------------

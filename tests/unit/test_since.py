@@ -99,3 +99,24 @@ def test_an_images_lock_change_affects_the_users_of_the_moved_pin(family: Scratc
         "//apps/web:web",
         "//hardened:secure",
     ]
+
+
+def test_tests_of_affected_images_and_of_changed_build_files(tmp_path: Path) -> None:
+    from orchestrator.imagetest.runner import select_tests, tests_changed_since
+    from orchestrator.loading import load
+
+    ws = examples_repository(tmp_path)
+    conf = ws.path("base/company-python-base/pip.conf")
+    conf.write_text(conf.read_text() + "timeout = 30\n")
+    loaded = load(ws.root)
+    chosen = tests_changed_since(loaded, select_tests(loaded, []), "HEAD")
+    assert [str(t.label) for t in chosen] == [
+        "//apps/python-app:python-app-test",
+        "//base/company-python-base:company-python-base-test",
+    ]
+    git(ws.root, "checkout", "-q", "--", ".")
+    build = ws.path("apps/node-app/BUILD")
+    build.write_text(build.read_text().replace('"hello"', '"hello from"'))  # only the test changed
+    loaded = load(ws.root)
+    chosen = tests_changed_since(loaded, select_tests(loaded, []), "HEAD")
+    assert [str(t.label) for t in chosen] == ["//apps/node-app:node-app-test"]
