@@ -226,3 +226,24 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_records_nothing(family: Family, sig
     while time.monotonic() < deadline and len(client.containers(all=True)) > containers_before:
         time.sleep(0.5)
     assert len(client.containers(all=True)) == containers_before
+
+
+def test_since_builds_exactly_the_changed_target_and_its_descendants(family: Family) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-C", str(family.ws.root), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "family")
+    assert family.build()[0] == 0
+    family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\nRUN cat /base.txt /base.txt > /mid.txt\n"})
+    git("commit", "-q", "-am", "mid changed")
+    affected = family.ws.lines("query", "affected", "--since", "HEAD~1")
+    assert affected == ["//leaf:leaf", "//mid:mid"]
+    code, report = family.build("--since", "HEAD~1")
+    assert code == 0, report
+    assert statuses(report) == {"//base:base": "cached", "//mid:mid": "built", "//leaf:leaf": "built"}
