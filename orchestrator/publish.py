@@ -1,7 +1,8 @@
 """``build --push``: the selection's human tags, made in the registry from content tags already there.
 
 Nothing is uploaded here: every node's image is already in the registry under its content tag (a
-hit, or pushed after its build), so a human tag is one manifest ``PUT``. A target built for one
+hit, or pushed after its build), so a human tag is one manifest ``PUT`` (none when the tag already
+names exactly those images). A target built for one
 platform gets that platform's manifest; a target built for several gets one OCI image index naming
 every platform, put only when every platform's image is there. The caller passes only targets whose
 whole closure succeeded, so a failure never moves a human tag in the registry either.
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.model import Node, Target
-from orchestrator.registry import RegistryError, RegistryUnavailable, RemoteImage
+from orchestrator.registry import RegistryError, RegistryUnavailable, RemoteImage, index_digest
 from orchestrator.remote_cache import RegistryClient
 
 
@@ -21,6 +22,7 @@ from orchestrator.remote_cache import RegistryClient
 class Published:
     pushed: tuple[str, ...]  # registry references now pointing at the new images
     errors: tuple[str, ...]  # what could not be pushed, and why
+    unchanged: tuple[str, ...] = ()  # references that already pointed at exactly these images
 
 
 def publish(
@@ -31,6 +33,7 @@ def publish(
     """Point each target's human tags at its images in ``registry`` (one index when several platforms)."""
     pushed: list[str] = []
     errors: list[str] = []
+    unchanged: list[str] = []
     for target, nodes in targets:
         missing = [n.platform for n in nodes if n not in in_registry]
         if missing:
@@ -40,6 +43,11 @@ def publish(
         for tag in target.tags:
             reference = registry.reference(target.repository, tag)
             try:
+                wanted = images[0].digest if len(images) == 1 else index_digest(images)
+                current = registry.lookup(target.repository, tag)
+                if current is not None and current.digest == wanted:
+                    unchanged.append(reference)
+                    continue
                 if len(images) == 1:
                     registry.tag_manifest(target.repository, images[0], tag)
                 else:
@@ -48,4 +56,4 @@ def publish(
                 errors.append(f"{target.label}: could not push {reference}: {exc}")
                 continue
             pushed.append(reference)
-    return Published(pushed=tuple(pushed), errors=tuple(errors))
+    return Published(pushed=tuple(pushed), errors=tuple(errors), unchanged=tuple(unchanged))

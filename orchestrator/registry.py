@@ -446,6 +446,11 @@ def _is_loopback(host: str) -> bool:
     return name.lower() in LOOPBACK_HOSTS or re.fullmatch(r"127(?:\.\d{1,3}){3}", name) is not None
 
 
+def index_digest(images: Sequence[RemoteImage]) -> str:
+    """The digest ``put_index`` gives the index of ``images`` (to see whether a tag already has it)."""
+    return _sha256(index_document(images))
+
+
 def index_document(images: Sequence[RemoteImage]) -> bytes:
     """An OCI image index of ``images`` sorted by platform, as deterministic JSON bytes."""
     if not images:

@@ -16,7 +16,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.registry import OCI_INDEX, RegistryUnavailable, RemoteImage
+from orchestrator.registry import OCI_INDEX, RegistryUnavailable, RemoteImage, index_digest
 
 if TYPE_CHECKING:
     from orchestrator.remote_cache import RegistryClient
@@ -58,7 +58,7 @@ class FakeRegistry:
 
     def put_index(self, repository: str, tag: str, images: Sequence[RemoteImage]) -> str:
         self._check_up()
-        digest = _digest("index", repository, *(i.digest for i in images))
+        digest = index_digest(images)
         index = RemoteImage(
             repository=repository,
             tag=tag,

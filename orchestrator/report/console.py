@@ -139,5 +139,9 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
     if summary.published is not None:
         for ref in summary.published.pushed:
             console.print(f"pushed {ref}", highlight=False)
+        if summary.published.unchanged:
+            console.print(
+                f"{len(summary.published.unchanged)} tags already up to date in the registry", highlight=False
+            )
         for error in summary.published.errors:
             console.print(f"[bold red]PUSH FAILED[/] {error}", highlight=False)

@@ -213,6 +213,17 @@ def test_push_puts_one_index_per_human_tag_of_a_two_platform_target(family: Scra
     assert {i.platform: i.labels[KEY_LABEL] for i in index} == keys
 
 
+def test_push_again_leaves_tags_that_already_name_the_images(family: ScratchWorkspace, tmp_path: Path) -> None:
+    family.write({"WORKSPACE": TWO_PLATFORMS})
+    registry = FakeRegistry()
+    first = run(family, FakeExecutor(registry=registry), registry, tmp_path / "a", push=True)
+    assert first.published is not None and first.published.pushed
+    again = run(family, FakeExecutor(registry=registry), registry, tmp_path / "b", push=True)
+    assert again.published is not None
+    assert again.published.pushed == () and again.published.errors == ()
+    assert sorted(again.published.unchanged) == sorted(first.published.pushed)
+
+
 def test_push_from_a_machine_that_builds_nothing(family: ScratchWorkspace, tmp_path: Path) -> None:
     family.write({"WORKSPACE": TWO_PLATFORMS})
     registry = FakeRegistry()
