@@ -146,3 +146,33 @@ def test_lock_update_and_outdated_after_a_base_is_imported_again(
         assert workspace.lines("query", "outdated") == []
     finally:
         client.close()
+
+
+def test_a_base_in_a_registry_is_pinned_to_its_manifest_digest(
+    workspace: ScratchWorkspace, busybox_image: str, registry: str, prefix: str
+) -> None:
+    base = f"{registry}/{prefix}/base"
+    client = docker.APIClient()
+    try:
+        client.tag(busybox_image, base, "1")
+        pushed = [m for m in client.push(base, tag="1", stream=True, decode=True) if "aux" in m]
+        digest = pushed[-1]["aux"]["Digest"]
+        client.remove_image(f"{base}:1")  # only the registry has it now
+    finally:
+        client.close()
+    workspace.write(
+        {
+            "WORKSPACE": "",
+            "a/BUILD": f'image(name = "a", repository = "{prefix}-a")\n',
+            "a/Dockerfile": f"FROM {base}:1\nRUN echo a > /a\n",
+        }
+    )
+    locked = workspace.run("lock")
+    assert locked.exit_code == 0, locked.output
+    pins = json.loads((workspace.root / LOCK_FILE).read_text())["bases"][f"{base}:1"]
+    assert pins == {"linux/amd64": {"digest": digest, "source": "registry"}}
+    report = workspace.root.parent / "report.json"
+    result = workspace.run("build", "--locked", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    with open(json.loads(report.read_text())["nodes"][0]["log"]) as handle:
+        assert f"FROM {base}@{digest}" in handle.read()  # pulled by digest, not by tag

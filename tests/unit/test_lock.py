@@ -221,3 +221,44 @@ def test_workspace_hermetic_applies_to_every_image(family: ScratchWorkspace) -> 
         check_hermetic(loaded.graph, loaded.workspace.settings, None, list(loaded.graph.node_deps))
     result = family.run("build", "--dry-run")
     assert result.exit_code == 2 and "not hermetic" in result.output
+
+
+class _IndexRegistry:
+    """A registry whose tag is a two-platform index (what Resolver asks of a registry)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def lookup(self, repository: str, tag: str) -> object:
+        from orchestrator.registry import OCI_INDEX, RemoteImage
+
+        return RemoteImage(
+            repository=repository,
+            tag=tag,
+            digest="sha256:" + "9" * 64,
+            media_type=OCI_INDEX,
+            size=1,
+            labels={},
+            platform="",
+        )
+
+    def manifest_bytes(self, repository: str, reference: str) -> tuple[str, bytes, str]:
+        manifests = [
+            {"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": "sha256:" + "b" * 64, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]
+        return "application/vnd.oci.image.index.v1+json", json.dumps({"manifests": manifests}).encode(), reference
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_multi_platform_tag_is_pinned_per_platform_from_its_index() -> None:
+    resolver = Resolver(None, registry_factory=_IndexRegistry)  # type: ignore[arg-type]
+    reference = "registry.example.com:5000/team/base:1"
+    assert resolver.resolve(reference, "linux/amd64") == Pin(digest="sha256:" + "a" * 64, source="registry")
+    assert resolver.resolve(reference, "linux/arm64") == Pin(digest="sha256:" + "b" * 64, source="registry")
+    with pytest.raises(LockError, match="has no image for linux/s390x; no Docker engine to ask"):
+        resolver.resolve(reference, "linux/s390x")
+    digest_given = "debian@sha256:" + "c" * 64
+    assert resolver.resolve(digest_given, "linux/amd64") == Pin(digest="sha256:" + "c" * 64, source="reference")
