@@ -1,8 +1,9 @@
 """The Executor on a Docker Engine, through the docker SDK's low-level ``APIClient``.
 
-The only module that imports ``docker`` (``registry.py`` talks HTTP to registries itself), lazily so
-that importing this module stays cheap; every SDK and HTTP exception is translated here
-(``raise ... from exc``):
+The client, the engine's address and its platform come from an ``EngineConnection`` (``engine.py``,
+where the executor package imports ``docker``, lazily; ``registry.py`` talks HTTP to registries
+itself). Every SDK and HTTP exception is translated (``raise ... from exc``), by the connection's
+``errors`` and here:
 
     connection refused, no socket, timeouts    -> DaemonUnavailable (exit 2)
     an API error other than "no such image"    -> EngineError (exit 2)
@@ -17,9 +18,7 @@ connection closes, the engine cancels the build, kills the step's container and 
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import socket
 import threading
 import time
@@ -38,33 +37,19 @@ from orchestrator.executor.api import (
     BuildFailed,
     BuildRequest,
     BuildResult,
-    DaemonUnavailable,
     Executor,
     ImageInfo,
     ImageSummary,
     TransferFailed,
 )
+from orchestrator.executor.engine import DEFAULT_TIMEOUT_S, EngineConnection, reason, sdk
+from orchestrator.executor.engine import DEFAULT_URL as DEFAULT_URL  # re-exported, as before engine.py
+from orchestrator.executor.engine import EngineError as EngineError  # re-exported, as before engine.py
 from orchestrator.platforms import normalize
 from orchestrator.tarball import InputChanged, context_tar_stream
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
-DEFAULT_TIMEOUT_S = 60.0
 LOG_TAIL_LINES = 25
 CANCEL_POLL_S = 0.1
-
-
-class EngineError(OrchestratorError):
-    """The Docker Engine refused a request (an API error other than "no such image")."""
-
-
-@functools.cache
-def _sdk() -> Any:
-    """The ``docker`` package, imported on first use."""
-    import docker
-    import docker.errors
-    import docker.utils
-
-    return docker
 
 
 class DockerExecutor:
@@ -75,20 +60,16 @@ class DockerExecutor:
     """
 
     def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._base_url = base_url
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._native_platform: str | None = None
+        self._engine = EngineConnection(base_url, timeout=timeout)
 
     @property
     def url(self) -> str:
         """The engine's address, for messages."""
-        return self._base_url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+        return self._engine.url
 
     def ping(self) -> None:
-        api = self._api()
-        with self._errors("ping"):
+        api = self._engine.client()
+        with self._engine.errors("ping"):
             api.ping()
 
     def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
@@ -97,7 +78,7 @@ class DockerExecutor:
             log.line(f"# {request.node}: building {request.image}")
             if cancel.is_set():
                 raise log.failure(f"{request.node}: cancelled")
-            api = self._api()
+            api = self._engine.client()
             dockerfile_text = with_label_instruction(
                 request.dockerfile_text,
                 dict(request.labels),
@@ -139,24 +120,24 @@ class DockerExecutor:
         return self._verify(request, image_id, log)
 
     def inspect(self, reference: str) -> ImageInfo | None:
-        api = self._api()
-        with self._errors(f"inspecting image {reference}"):
+        api = self._engine.client()
+        with self._engine.errors(f"inspecting image {reference}"):
             try:
                 data = api.inspect_image(reference)
-            except _sdk().errors.NotFound:
+            except sdk().errors.NotFound:
                 return None
         return _image_info(data)
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
-        api = self._api()
-        with self._errors(f"tagging {image_id} as {repository}:{tag}"):
+        api = self._engine.client()
+        with self._engine.errors(f"tagging {image_id} as {repository}:{tag}"):
             if not api.tag(image_id, repository, tag, force=True):
                 raise EngineError(f"the Docker Engine at {self.url} did not tag {image_id} as {repository}:{tag}")
 
     def pull(self, reference: str, platform: str) -> ImageInfo:
         repository, tag = _split_reference(reference)
-        api = self._api()
-        with self._transfer_errors("pull", reference), self._errors(f"pulling {reference}"):
+        api = self._engine.client()
+        with self._transfer_errors("pull", reference), self._engine.errors(f"pulling {reference}"):
             for message in api.pull(repository, tag=tag, platform=platform, stream=True, decode=True):
                 _raise_stream_error(message, "pull", reference)
         info = self.inspect(reference)
@@ -166,9 +147,9 @@ class DockerExecutor:
 
     def push(self, reference: str) -> str:
         repository, tag = _split_reference(reference)
-        api = self._api()
+        api = self._engine.client()
         digest = ""
-        with self._transfer_errors("push", reference), self._errors(f"pushing {reference}"):
+        with self._transfer_errors("push", reference), self._engine.errors(f"pushing {reference}"):
             for message in api.push(repository, tag=tag, stream=True, decode=True):
                 _raise_stream_error(message, "push", reference)
                 aux = message.get("aux")
@@ -179,24 +160,24 @@ class DockerExecutor:
         return digest
 
     def native_platform(self) -> str:
-        return self._native()
+        return self._engine.native_platform()
 
     def is_local(self) -> bool:
         return self.url.startswith(("unix://", "http+unix://"))
 
     def remove_image(self, reference: str, *, force: bool = False) -> bool:
         """``docker rmi``: untag ``reference`` (an ID: delete the image); False when it did not exist."""
-        api = self._api()
-        with self._errors(f"removing image {reference}"):
+        api = self._engine.client()
+        with self._engine.errors(f"removing image {reference}"):
             try:
                 api.remove_image(reference, force=force)
-            except _sdk().errors.NotFound:
+            except sdk().errors.NotFound:
                 return False
         return True
 
     def references(self) -> Mapping[str, ImageSummary]:
-        api = self._api()
-        with self._errors("listing images"):
+        api = self._engine.client()
+        with self._engine.errors("listing images"):
             images = api.images()
         found: dict[str, ImageSummary] = {}
         for image in images:
@@ -208,15 +189,12 @@ class DockerExecutor:
 
     def image_ids(self, repository: str) -> tuple[str, ...]:
         """The IDs of the images tagged in ``repository``, sorted."""
-        api = self._api()
-        with self._errors(f"listing images of {repository}"):
+        api = self._engine.client()
+        with self._engine.errors(f"listing images of {repository}"):
             return tuple(sorted(set(api.images(name=repository, quiet=True))))
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self._engine.close()
 
     # --- the build ---------------------------------------------------------------------------
 
@@ -227,15 +205,15 @@ class DockerExecutor:
         # The platform parameter only for a foreign platform: engines before API 1.32 reject it, and the
         # classic builder ignores it anyway when the base is native (it built an amd64 image for arm64,
         # from the cache), which _verify catches.
-        platform = None if normalize(request.platform) == self._native() else request.platform
-        with self._errors(f"building {request.image}"):
+        platform = None if normalize(request.platform) == self._engine.native_platform() else request.platform
+        with self._engine.errors(f"building {request.image}"):
             response = api.post(
                 api._url("/build"),
                 params=_build_params(request, platform),
                 data=context,
                 headers={"Content-Type": "application/tar"},
                 stream=True,
-                timeout=(self._timeout, None),  # a RUN step may be silent for as long as it likes
+                timeout=(self._engine.timeout, None),  # a RUN step may be silent for as long as it likes
             )
         with closing(response):
             if response.status_code >= 400:
@@ -261,7 +239,7 @@ class DockerExecutor:
             if not cancel.is_set():  # cancelling breaks the stream on purpose
                 raise log.failure(
                     f"{request.node}: the connection to the Docker daemon at {self.url} broke during the build: "
-                    f"{_reason(exc)}"
+                    f"{reason(exc)}"
                 ) from exc
         return image_id
 
@@ -286,30 +264,7 @@ class DockerExecutor:
             raise failure
         return info
 
-    # --- the client --------------------------------------------------------------------------
-
-    def _api(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                with self._errors("connecting"):
-                    sdk = _sdk()
-                    kwargs = sdk.utils.kwargs_from_env()  # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
-                    if self._base_url is not None:
-                        kwargs["base_url"] = self._base_url
-                    _probe_unix_socket(kwargs.get("base_url") or DEFAULT_URL, self._timeout)
-                    # version="auto" asks the engine its API version: this is the first contact.
-                    self._client = sdk.APIClient(version="auto", timeout=self._timeout, **kwargs)
-            return self._client
-
-    def _native(self) -> str:
-        """The engine's own platform: builds for it are sent without a ``platform`` parameter."""
-        api = self._api()
-        with self._lock:
-            if self._native_platform is None:
-                with self._errors("asking the engine's version"):
-                    version = api.version()
-                self._native_platform = normalize(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
-            return self._native_platform
+    # --- errors ------------------------------------------------------------------------------
 
     @contextmanager
     def _transfer_errors(self, verb: str, reference: str) -> Iterator[None]:
@@ -318,36 +273,6 @@ class DockerExecutor:
             yield
         except EngineError as exc:
             raise TransferFailed(f"{verb} of {reference} failed: {exc}") from exc
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Translate the SDK's and requests' exceptions raised while doing ``action``."""
-        import requests
-
-        errors = _sdk().errors
-        try:
-            yield
-        except errors.APIError as exc:
-            raise EngineError(f"the Docker Engine at {self.url} failed {action}: {exc.explanation or exc}") from exc
-        except (errors.DockerException, requests.RequestException, OSError) as exc:
-            raise DaemonUnavailable(
-                f"cannot reach the Docker daemon at {self.url}: {_reason(exc)}; is dockerd running? "
-                "(try: dockerd &, or set DOCKER_HOST)"
-            ) from exc
-
-
-def _probe_unix_socket(url: str, timeout: float) -> None:
-    """Connect to a ``unix://`` engine once; OSError if nobody listens.
-
-    The SDK leaves the socket of a failed Unix connect open (a ResourceWarning when collected, an
-    error under ``-W error``), so the common case, no daemon, is found here with a socket closed.
-    """
-    path = url.removeprefix("http+unix://").removeprefix("unix://")
-    if path == url:
-        return  # tcp://, ssh://, npipe://: nothing leaks there
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
 
 
 def _split_reference(reference: str) -> tuple[str, str]:
@@ -455,17 +380,6 @@ def _response_message(response: Any) -> str:
         return f"HTTP {response.status_code} {response.text.strip()}"
     message = body.get("message") if isinstance(body, dict) else None
     return str(message or body)
-
-
-def _reason(exc: BaseException) -> str:
-    """The operating system's words for a connection failure, else the exception's."""
-    current: BaseException | None = exc
-    while current is not None:
-        for candidate in (current, *current.args):
-            if isinstance(candidate, OSError) and candidate.strerror:
-                return candidate.strerror
-        current = current.__cause__ or current.__context__
-    return str(exc)
 
 
 def _image_info(data: Mapping[str, Any]) -> ImageInfo:

@@ -1,10 +1,11 @@
 """The ContainerProbe on a Docker Engine: commands in throwaway containers, files read from archives.
 
-Besides ``executor/docker.py``, the only module that imports ``docker`` (lazily, through the same
-``_sdk``); SDK and HTTP exceptions are translated the same way:
+The client comes from an ``EngineConnection`` (``engine.py``, where the executor package imports
+``docker``), as for ``docker.py``; SDK and HTTP exceptions are translated by the connection's
+``errors``, and an archive that cannot be read, here:
 
     connection refused, no socket, timeouts    -> DaemonUnavailable (exit 2)
-    an API error                               -> EngineError (exit 2)
+    an API error, a broken archive             -> EngineError (exit 2)
 
 except where the engine's refusal is the answer: a command that cannot start (no such file, not
 executable, unknown user) ends with the exit code ``docker run`` gives it (127, 126, 128) and the
@@ -20,17 +21,14 @@ gives the entry's tar header (the entry itself: a symlink is not followed).
 
 from __future__ import annotations
 
-import os
 import socket
 import tarfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.executor.api import DaemonUnavailable
-from orchestrator.executor.docker import DEFAULT_TIMEOUT_S, DEFAULT_URL, EngineError, _probe_unix_socket, _reason, _sdk
+from orchestrator.executor.engine import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
 from orchestrator.imagetest.probe import CONTENT_LIMIT, CommandRun, ContainerProbe, FileFacts, FileType, ImageConfig
 from orchestrator.platforms import normalize
 
@@ -47,15 +45,11 @@ class DockerProbe:
     """
 
     def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._base_url = base_url
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._native_platform: str | None = None
+        self._engine = EngineConnection(base_url, timeout=timeout)
 
     @property
     def url(self) -> str:
-        return self._base_url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+        return self._engine.url
 
     def run(
         self,
@@ -67,7 +61,7 @@ class DockerProbe:
         platform: str,
         timeout_s: float,
     ) -> CommandRun:
-        api = self._api()
+        api = self._engine.client()
         started = time.monotonic()
         container = self._create(
             api, image, entrypoint=command[0], args=command[1:], env=env, user=user, platform=platform
@@ -82,7 +76,7 @@ class DockerProbe:
                     duration_s=time.monotonic() - started,
                 )
             exit_code, timed_out = self._wait(api, container, timeout_s)
-            with self._errors(f"reading the output of a command in {image}"):
+            with self._engine.errors(f"reading the output of a command in {image}"):
                 stdout = api.logs(container, stdout=True, stderr=False)
                 stderr = api.logs(container, stdout=False, stderr=True)
             return CommandRun(
@@ -96,7 +90,7 @@ class DockerProbe:
             self._remove(api, container)
 
     def file(self, image: str, path: str, *, read_content: bool) -> FileFacts | None:
-        api = self._api()
+        api = self._engine.client()
         container = self._create(api, image, entrypoint=PROBE_ENTRYPOINT, args=(), env={}, user=None, platform=None)
         try:
             return self._read_entry(api, container, image, _entry_path(path), read_content)
@@ -104,19 +98,16 @@ class DockerProbe:
             self._remove(api, container)
 
     def config(self, image: str) -> ImageConfig:
-        api = self._api()
-        with self._errors(f"inspecting image {image}"):
+        api = self._engine.client()
+        with self._engine.errors(f"inspecting image {image}"):
             try:
                 data = api.inspect_image(image)
-            except _sdk().errors.NotFound:
+            except sdk().errors.NotFound:
                 raise EngineError(f"the Docker Engine at {self.url} has no image {image}") from None
         return image_config(data.get("Config") or {})
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self._engine.close()
 
     # --- containers --------------------------------------------------------------------------
 
@@ -133,8 +124,8 @@ class DockerProbe:
     ) -> str:
         # The platform parameter only for a foreign platform (as for builds): the engine then checks
         # that the image is for it.
-        foreign = platform if platform and normalize(platform) != self._native(api) else None
-        with self._errors(f"creating a container of {image}"):
+        foreign = platform if platform and normalize(platform) != self._engine.native_platform() else None
+        with self._engine.errors(f"creating a container of {image}"):
             created = api.create_container(
                 image,
                 entrypoint=[entrypoint],
@@ -149,8 +140,8 @@ class DockerProbe:
 
     def _start(self, api: Any, container: str) -> tuple[int, str] | None:
         """Start the container; (exit code, the engine's message) when the command cannot start."""
-        errors = _sdk().errors
-        with self._errors("starting a container"):
+        errors = sdk().errors
+        with self._engine.errors("starting a container"):
             try:
                 api.start(container)
             except errors.APIError as exc:
@@ -162,7 +153,7 @@ class DockerProbe:
         """The exit code, and whether the command outlived ``timeout_s`` (it is killed on removal)."""
         import requests
 
-        with self._errors("waiting for a command"):
+        with self._engine.errors("waiting for a command"):
             try:
                 status = api.wait(container, timeout=timeout_s)
             except requests.RequestException as exc:
@@ -172,7 +163,8 @@ class DockerProbe:
         return int(status.get("StatusCode", -1)), False
 
     def _read_entry(self, api: Any, container: str, image: str, path: str, read_content: bool) -> FileFacts | None:
-        with self._errors(f"reading {path} in {image}"):
+        action = f"reading {path} in {image}"
+        with self._engine.errors(action), self._archive_errors(action):
             response = api.get(api._url("/containers/{0}/archive", container), params={"path": path}, stream=True)
             with closing(response):
                 if response.status_code == 404:
@@ -191,48 +183,16 @@ class DockerProbe:
                     return _facts(tar, member, read_content)
 
     def _remove(self, api: Any, container: str) -> None:
-        with self._errors("removing a container"):
+        with self._engine.errors("removing a container"):
             api.remove_container(container, force=True, v=True)  # v: the image's anonymous volumes too
 
-    # --- the client --------------------------------------------------------------------------
-
-    def _api(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                with self._errors("connecting"):
-                    sdk = _sdk()
-                    kwargs = sdk.utils.kwargs_from_env()
-                    if self._base_url is not None:
-                        kwargs["base_url"] = self._base_url
-                    _probe_unix_socket(kwargs.get("base_url") or DEFAULT_URL, self._timeout)
-                    self._client = sdk.APIClient(version="auto", timeout=self._timeout, **kwargs)
-            return self._client
-
-    def _native(self, api: Any) -> str:
-        with self._lock:
-            if self._native_platform is None:
-                with self._errors("asking the engine's version"):
-                    version = api.version()
-                self._native_platform = normalize(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
-            return self._native_platform
-
     @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Translate the SDK's and requests' exceptions raised while doing ``action``."""
-        import requests
-
-        errors = _sdk().errors
+    def _archive_errors(self, action: str) -> Iterator[None]:
+        """An archive from the engine that tarfile cannot read, as an EngineError."""
         try:
             yield
-        except errors.APIError as exc:
-            raise EngineError(f"the Docker Engine at {self.url} failed {action}: {exc.explanation or exc}") from exc
         except tarfile.TarError as exc:
             raise EngineError(f"the Docker Engine at {self.url} sent a broken archive {action}: {exc}") from exc
-        except (errors.DockerException, requests.RequestException, OSError) as exc:
-            raise DaemonUnavailable(
-                f"cannot reach the Docker daemon at {self.url}: {_reason(exc)}; is dockerd running? "
-                "(try: dockerd &, or set DOCKER_HOST)"
-            ) from exc
 
 
 def image_config(config: Mapping[str, Any]) -> ImageConfig:
