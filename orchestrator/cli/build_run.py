@@ -34,7 +34,6 @@ from orchestrator.manifests import changes, load_manifest
 from orchestrator.plan import Action, Plan
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
-from orchestrator.report.junit_build import write_build_junit
 from orchestrator.report.plan_json import render_plan
 from orchestrator.report.summary import build_markdown, write_step_summary
 
@@ -143,6 +142,8 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
     if command.report is not None:
         write_report(summary, command.report)
     if command.junit is not None:
+        from orchestrator.report.junit_build import write_build_junit  # junitparser: only when asked
+
         write_build_junit(command.junit, summary)
     write_step_summary(lambda: build_markdown(summary), warn=lambda message: typer.echo(f"WARNING {message}", err=True))
     raise typer.Exit(summary.exit_code)

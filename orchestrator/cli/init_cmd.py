@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator import adopt as adoption
 from orchestrator import query
 from orchestrator.cli.common import handle_errors
 from orchestrator.label import Label
+
+if TYPE_CHECKING:
+    from orchestrator import adopt as adoption
 
 
 @handle_errors
@@ -42,6 +44,8 @@ def init(
     problem is printed as path: reason (exit 2).
     """
     root = (dir or Path.cwd()).resolve()
+    from orchestrator import adopt as adoption  # here: every other command would pay for importing it
+
     plan = adoption.plan(root, mapping=mapping, force=force)
     for note in plan.notes:
         typer.echo(f"note: {note}", err=True)
@@ -68,11 +72,13 @@ def _describe(planned: adoption.PlannedFile) -> str:
 
 
 def _report_unwritten(plan: adoption.InitPlan) -> None:
-    kept = [f for f in plan.files if f.action is adoption.Action.KEEP]
+    from orchestrator.adopt import Action
+
+    kept = [f for f in plan.files if f.action is Action.KEEP]
     for planned in kept:
         typer.echo(f"kept {planned.path}: generated earlier and edited or out of date; --force rewrites it")
     if not plan.to_write:
-        unchanged = sum(f.action is adoption.Action.UNCHANGED for f in plan.files)
+        unchanged = sum(f.action is Action.UNCHANGED for f in plan.files)
         detail = f": {unchanged} BUILD file{'s' * (unchanged != 1)} already up to date" if unchanged else ""
         typer.echo(f"nothing written{detail}")
 

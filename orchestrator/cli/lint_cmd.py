@@ -10,8 +10,6 @@ import typer
 
 from orchestrator.cli.common import emit_json, handle_errors, load_workspace
 from orchestrator.lint import Level
-from orchestrator.lint.report import lint as run_lint
-from orchestrator.lint.report import to_json, to_text
 
 EXIT_FINDINGS = 1
 
@@ -43,6 +41,9 @@ def lint(
     image(..., lint_ignore = {"RULE": "reason"}). Exit 1 when a finding at --fail-on or above is left.
     """
     loaded = load_workspace(ctx)
+    from orchestrator.lint.report import lint as run_lint  # here: other commands need not import it
+    from orchestrator.lint.report import to_json, to_text
+
     report = run_lint(loaded.root, loaded.graph, loaded.graph.select(patterns or []))
     if output is LintOutput.json:
         emit_json(to_json(report))
