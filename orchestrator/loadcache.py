@@ -21,7 +21,7 @@ from orchestrator.model import ImageTarget, ImageTestTarget, LoadedPackage, Node
 from orchestrator.platforms import host_platform
 from orchestrator.witness import Signature, Witness, unchanged
 
-SCHEMA = "2"
+SCHEMA = "3"
 
 
 def record_name(root: str) -> str:
@@ -132,6 +132,7 @@ def save(
         {
             "t": started_ns,
             "w": witness.signatures(),
+            "l": {rel: list(listing) for rel, listing in witness.listings.items()},
             "packages": [
                 {
                     "package": p.package,
@@ -161,7 +162,8 @@ def restore(store: Store, root: str) -> tuple[tuple[LoadedPackage, ...], TargetG
     if record is None:
         return None
     recorded: dict[str, Signature] = {k: None if v is None else tuple(v) for k, v in record["w"].items()}
-    if not unchanged(root, recorded, record["t"], RACY_WINDOW_NS):
+    listings = {rel: (kind, digest) for rel, (kind, digest) in record["l"].items()}
+    if not unchanged(root, recorded, record["t"], RACY_WINDOW_NS, listings):
         return None
     packages = tuple(
         LoadedPackage(

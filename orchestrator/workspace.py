@@ -8,10 +8,10 @@ from pathlib import Path
 
 from orchestrator.errors import WorkspaceError
 from orchestrator.model import WorkspaceSettings
-from orchestrator.witness import Witness
+from orchestrator.witness import BUILD_NAMES, PACKAGES, Witness
 
 WORKSPACE_FILES = ("WORKSPACE", "WORKSPACE.bazel")
-BUILD_FILES = ("BUILD", "BUILD.bazel")
+BUILD_FILES = BUILD_NAMES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,13 +58,15 @@ def find_packages(root: Path, witness: Witness | None = None) -> list[str]:
     stack = [""]
     while stack:
         rel = stack.pop()
-        if witness is not None:
-            witness.saw(rel or ".")
         path = os.path.join(root, rel) if rel else str(root)
         try:
             entries = list(os.scandir(path))
         except OSError:
+            if witness is not None:
+                witness.saw(rel or ".")
             continue
+        if witness is not None:
+            witness.listed(rel or ".", PACKAGES, entries)
         names = {e.name for e in entries}
         if any(b in names for b in BUILD_FILES) and any(e.name in BUILD_FILES and e.is_file() for e in entries):
             packages.append(rel)

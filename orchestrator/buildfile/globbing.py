@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from orchestrator.witness import Witness
+from orchestrator.witness import FILES, Witness
 from orchestrator.workspace import BUILD_FILES
 
 
@@ -43,12 +43,15 @@ def package_files(package_dir: str, witness: Witness | None = None) -> list[str]
     stack = [""]
     while stack:
         rel = stack.pop()
-        if witness is not None:
-            witness.saw(os.path.join(package_dir, rel) if rel else package_dir)
+        directory = os.path.join(package_dir, rel) if rel else package_dir
         try:
-            entries = list(os.scandir(os.path.join(package_dir, rel)))
+            entries = list(os.scandir(directory))
         except OSError:
+            if witness is not None:
+                witness.saw(directory)
             continue
+        if witness is not None:
+            witness.listed(directory, FILES, entries)
         for entry in entries:
             path = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):

@@ -63,8 +63,9 @@ def print_plan_warnings(console: Console, remote: RemoteCache | None, plan: Plan
 
 def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
     """Every platform that will run here has an emulator (checked only for an engine on this machine)."""
-    if engine.executor.is_local():
-        check_emulation(platforms, engine.executor.native_platform())
+    wanted = set(platforms)
+    if wanted and engine.executor.is_local():
+        check_emulation(wanted, engine.executor.native_platform())
 
 
 @contextmanager

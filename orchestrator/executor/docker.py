@@ -68,9 +68,7 @@ class DockerExecutor:
         return self._engine.url
 
     def ping(self) -> None:
-        api = self._engine.client()
-        with self._engine.errors("ping"):
-            api.ping()
+        self._engine.get_json("/_ping", "ping")
 
     def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
         started = time.monotonic()
@@ -176,9 +174,7 @@ class DockerExecutor:
         return True
 
     def references(self) -> Mapping[str, ImageSummary]:
-        api = self._engine.client()
-        with self._engine.errors("listing images"):
-            images = api.images()
+        images = self._engine.get_json("/images/json", "listing images")
         found: dict[str, ImageSummary] = {}
         for image in images:
             summary = ImageSummary(image_id=image["Id"], labels=types.MappingProxyType(dict(image.get("Labels") or {})))

@@ -79,7 +79,20 @@ def test_removed_package_and_new_symlink_mean_a_fresh_load(family: ScratchWorksp
     loaded_again(family)
     assert cached(family)
     os.symlink("../base", family.path("apps/web/linked"))
-    assert not cached(family)
+    assert cached(family)  # package discovery never follows a symlink, and no glob lists apps/web
+    os.symlink("../main.py", family.path("apps/api/app/linked.py"))
+    assert not cached(family)  # glob(["app/**"]) would list it
+
+
+def test_a_file_that_loading_does_not_use_keeps_the_load(family: ScratchWorkspace) -> None:
+    loaded_again(family)
+    family.write({"report.json": "{}\n", "apps/web/notes.txt": "not an input of loading\n"})
+    assert cached(family)  # the root's and a package's listing moved, but not what loading used of them
+    family.write({"apps/api/app/new.py": "print()\n"})
+    assert not cached(family)  # a file a glob would match
+    loaded_again(family)
+    os.mkdir(family.path("tools"))
+    assert not cached(family)  # a new directory may hold a package
 
 
 def test_recently_modified_inputs_are_never_trusted(family: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
