@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import handle_errors
+from orchestrator.cli.common import RegistryOpt, RemoteCacheWriteOpt, handle_errors
 
 
 class PlanOutput(StrEnum):
@@ -40,17 +40,8 @@ def build(
         list[str] | None,
         typer.Option("--platform", help="Only this platform's nodes, e.g. linux/arm64 (repeatable; default: all)"),
     ] = None,
-    registry: Annotated[
-        str | None,
-        typer.Option("--registry", help="Registry cache, host[:port][/prefix] (default: WORKSPACE's registry=)"),
-    ] = None,
-    remote_cache_write: Annotated[
-        bool,
-        typer.Option(
-            "--remote-cache-write/--no-remote-cache-write",
-            help="Push what is built to the registry cache (--no-remote-cache-write only reads, e.g. for PRs)",
-        ),
-    ] = True,
+    registry: RegistryOpt = None,
+    remote_cache_write: RemoteCacheWriteOpt = True,
     push: Annotated[
         bool, typer.Option("--push", help="Push the selection's human tags (one index per multi-platform tag)")
     ] = False,

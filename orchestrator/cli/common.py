@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 P = ParamSpec("P")
+
+# Options that ``build`` and ``test`` share.
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option("--registry", help="Registry cache, host[:port][/prefix] (default: WORKSPACE's registry=)"),
+]
+RemoteCacheWriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--remote-cache-write/--no-remote-cache-write",
+        help="Push what is built to the registry cache (--no-remote-cache-write only reads, e.g. for PRs)",
+    ),
+]
 R = TypeVar("R")
 
 

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import handle_errors, load_workspace, options, stderr_console
+from orchestrator.cli.common import (
+    RegistryOpt,
+    RemoteCacheWriteOpt,
+    handle_errors,
+    load_workspace,
+    options,
+    stderr_console,
+)
 from orchestrator.imagetest.probe import DEFAULT_TIMEOUT_S
 from orchestrator.platforms import normalize
 
@@ -53,17 +60,8 @@ def test(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds a command may run before it is killed and fails")
     ] = DEFAULT_TIMEOUT_S,
-    registry: Annotated[
-        str | None,
-        typer.Option("--registry", help="Registry cache, host[:port][/prefix] (default: WORKSPACE's registry=)"),
-    ] = None,
-    remote_cache_write: Annotated[
-        bool,
-        typer.Option(
-            "--remote-cache-write/--no-remote-cache-write",
-            help="Push what is built for the tests to the registry cache",
-        ),
-    ] = True,
+    registry: RegistryOpt = None,
+    remote_cache_write: RemoteCacheWriteOpt = True,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Only tests of images affected since this git revision, or whose BUILD changed"),
