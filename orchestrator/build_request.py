@@ -53,9 +53,7 @@ def image_request(
 ) -> BuildRequest:
     """``pins``: external references images.lock pins for this platform; the build names the digests."""
     text = (root / target.dockerfile).read_text()
-    info = df.analyze(
-        text, path=target.dockerfile, build_args=dict(target.build_args), target=target.target, platform=node.platform
-    )
+    info = df.analyze_image(target, text, node.platform)
     replacements = {p.line: parent_images[p.node][0] for p in deps.parents}
     pins = pins or {}
     for ref in info.image_refs:

@@ -32,8 +32,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import DockerfileError, Location, did_you_mean
+
+if TYPE_CHECKING:
+    from orchestrator.model import ImageTarget
 
 __all__ = ["DockerfileInfo", "ImageRef", "Stage", "StageConfig", "analyze", "rebind", "stage_configs"]
 __all__ += ["with_label_instruction"]
@@ -579,6 +583,13 @@ def _unquote(word: str, escape: str) -> str | None:
         return _Lexer(word, {}, escape).expand()
     except ValueError:
         return None
+
+
+def analyze_image(target: ImageTarget, text: str, platform: str) -> DockerfileInfo:
+    """:func:`analyze` of an ``image()`` target's Dockerfile ``text`` as that target builds it."""
+    return analyze(
+        text, path=target.dockerfile, build_args=dict(target.build_args), target=target.target, platform=platform
+    )
 
 
 # --- Rebinding ------------------------------------------------------------------------------------

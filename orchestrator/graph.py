@@ -193,13 +193,7 @@ def _image_deps(
 ) -> NodeDeps:
     import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
 
-    info = df.analyze(
-        text,
-        path=target.dockerfile,
-        build_args=dict(target.build_args),
-        target=target.target,
-        platform=node.platform,
-    )
+    info = df.analyze_image(target, text, node.platform)
     parents: list[ParentRef] = []
     externals: set[str] = set()
     for ref in info.image_refs:

@@ -245,13 +245,7 @@ class FamilyChecks:
             if target.dockerfile not in self._texts:
                 self._texts[target.dockerfile] = (self.root / target.dockerfile).read_text()
             text = self._texts[target.dockerfile]
-            info = df.analyze(
-                text,
-                path=target.dockerfile,
-                build_args=dict(target.build_args),
-                target=target.target,
-                platform=node.platform,
-            )
+            info = df.analyze_image(target, text, node.platform)
             configs = df.stage_configs(text, path=target.dockerfile)
             assert len(configs) == len(info.stages)  # both count the FROMs of one text
             self._parsed[node] = _Parsed(info=info, configs=configs)
