@@ -86,6 +86,9 @@ class WorkspaceSettings:
     hermetic: bool = False
     cache_dir: str | None = None  # relative to the workspace root unless absolute
     key_digest: str = "xxh3"
+    eval_timeout_s: float = 60.0  # per BUILD / .star evaluation
+    eval_memory_mb: int = 2048  # per BUILD / .star evaluation
+    engine_timeout_s: float = 120.0  # how long an engine may not answer a ping during a build
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -21,7 +21,7 @@ from orchestrator.model import ImageTarget, ImageTestTarget, Pairs, RootfsTarget
 from orchestrator.witness import Witness
 
 # Attribute kinds: how a value is checked and normalised.
-STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST, ANY_LIST, ANY_DICT = (
+STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST, ANY_LIST, ANY_DICT, OPT_NUMBER = (
     "string",
     "string or None",
     "list of strings",
@@ -31,6 +31,7 @@ STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST, ANY_LI
     "list of labels or None",
     "list",
     "dict or None",
+    "number or None",
 )
 
 IMAGE_ATTRS: Mapping[str, str] = {
@@ -102,6 +103,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, list | tuple)
     if kind == ANY_DICT:
         return isinstance(value, dict)
+    if kind == OPT_NUMBER:
+        return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
     raise AssertionError(kind)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.buildfile.rules import OPT_BOOL, OPT_STR, OPT_STR_LIST, check_attrs
+from orchestrator.buildfile.rules import OPT_BOOL, OPT_NUMBER, OPT_STR, OPT_STR_LIST, check_attrs
 from orchestrator.errors import BuildFileError
 from orchestrator.model import WorkspaceSettings
 
@@ -15,6 +15,9 @@ WORKSPACE_ATTRS = {
     "hermetic": OPT_BOOL,
     "cache_dir": OPT_STR,
     "key_digest": OPT_STR,
+    "eval_timeout": OPT_NUMBER,
+    "eval_memory_mb": OPT_NUMBER,
+    "engine_timeout": OPT_NUMBER,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
 
@@ -25,6 +28,9 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
     if key_digest not in KEY_DIGESTS:
         raise BuildFileError(f"workspace(): key_digest must be one of {', '.join(KEY_DIGESTS)}, got {key_digest!r}")
     return WorkspaceSettings(
+        eval_timeout_s=_positive(kwargs, "eval_timeout", 60.0),
+        eval_memory_mb=int(_positive(kwargs, "eval_memory_mb", 2048)),
+        engine_timeout_s=_positive(kwargs, "engine_timeout", 120.0),
         name=kwargs.get("name") or "",
         platforms=tuple(kwargs.get("platforms") or ()),
         registry=kwargs.get("registry"),
@@ -32,3 +38,12 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
         cache_dir=kwargs.get("cache_dir"),
         key_digest=key_digest,
     )
+
+
+def _positive(kwargs: dict[str, Any], attr: str, default: float) -> float:
+    value = kwargs.get(attr)
+    if value is None:
+        return default
+    if value <= 0:
+        raise BuildFileError(f"workspace(): {attr} must be a positive number, got {value!r}")
+    return float(value)
