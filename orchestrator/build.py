@@ -4,10 +4,11 @@
            -> pushes to the registry cache -> human tags (and with --push, the registry's)
 
 A node's build holds the key's lock (two invocations never build one key at once; the second
-finds the first's record and uses it). A record is written only when the build succeeded and the
-inputs it was built from are unchanged afterwards. Human tags move only for targets whose every
-node, and every node those depend on, succeeded. With a registry cache, what the registry has is not
-built; it is pulled only when a node built here rests on it.
+finds the first's record and uses it). What is sent to the engine is proven to be what the key
+hashed (the request's ContextCheck), the image is built untagged and checked, and only then does it
+get its content tag and a record: a failed or interrupted build leaves neither. Human tags move
+only for targets whose every node, and every node those depend on, succeeded. With a registry
+cache, what the registry has is not built; it is pulled only when a node built here rests on it.
 """
 
 from __future__ import annotations
@@ -24,18 +25,16 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator import scheduler
-from orchestrator.build_request import image_request, log_path, rootfs_request
+from orchestrator.build_request import image_request, log_path, read_dockerfile, rootfs_check, rootfs_request
 from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
-from orchestrator.context import ContextEntry
 from orchestrator.errors import (
     EXIT_BUILD_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     NothingMatchedError,
-    OrchestratorError,
 )
 from orchestrator.executor.api import BuildRequest, Executor, ImageSummary, TransferFailed
 from orchestrator.hashing import keys_with_store
@@ -44,7 +43,7 @@ from orchestrator.keys import KeyComputer, NodeKey
 from orchestrator.label import Label
 from orchestrator.loading import LoadedWorkspace
 from orchestrator.model import ImageTarget, Node
-from orchestrator.plan import Action, Plan, PlannedNode, check_record, make_plan, use_remote
+from orchestrator.plan import Action, Plan, PlannedNode, check_record, content_tag, make_plan, use_remote
 from orchestrator.platforms import host_platform, normalize
 from orchestrator.provenance import workspace_labels
 from orchestrator.publish import Published, publish
@@ -70,16 +69,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that it stops a build as cleanly as Ctrl-C (exit 143)."""
 
 
-class InputChanged(OrchestratorError):
-    exit_code = EXIT_BUILD_FAILED
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     keep_going: bool = True
-    no_cache: bool = False
+    no_cache: bool = False  # build the selected nodes again, without the engine's layer cache
     dry_run: bool = False
+    engine_timeout_s: float | None = None  # a build fails when its engine answers nothing for this long
     platforms: tuple[str, ...] = ()  # only these platforms' nodes of the selection (default: all)
     load: bool = False  # pull the selection's registry hits too, so the engine has every image
     push: bool = False  # put the selection's human tags in the registry
@@ -129,23 +125,6 @@ class Listener(Protocol):
     def planned(self, plan: Plan) -> None: ...
     def started(self, node: Node) -> None: ...
     def finished(self, outcome: scheduler.Outcome[Node]) -> None: ...
-
-
-def _inputs_unchanged(entries: tuple[ContextEntry, ...]) -> bool:
-    """Re-stat every input after a build: the record must describe what was really sent."""
-    for entry in entries:
-        try:
-            st = os.lstat(entry.abs_path)
-        except OSError:
-            return False
-        if (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != (
-            entry.size,
-            entry.mtime_ns,
-            entry.ctime_ns,
-            entry.inode,
-        ):
-            return False
-    return True
 
 
 class Build:
@@ -221,7 +200,7 @@ class Build:
             images=images,
             no_cache=self.options.no_cache,
         )
-        if self.remote is not None and not self.options.no_cache:
+        if self.remote is not None:
             plan = self._use_registry(plan, labels, repositories)
         if self.executor is not None:
             check_pinned_images(self.graph, self.loaded.lock, [p.node for p in plan.to_build], self.executor)
@@ -277,7 +256,10 @@ class Build:
         for planned in plan.nodes:
             if planned.action is Action.CACHED and planned.record is not None:
                 self.done[planned.node] = (NodeStatus.CACHED, planned.record)
-                self.records.note_current(planned.node, planned.key)
+                if planned.remade:
+                    self.records.put(planned.node, planned.record)
+                else:
+                    self.records.note_current(planned.node, planned.key)
             if planned.remote is not None:
                 self.in_registry[planned.node] = planned.remote
         # Pulls and builds are the scheduler's work; a pull waits for nothing, a build for its parents.
@@ -316,11 +298,13 @@ class Build:
         def work(node: Node, cancel: threading.Event) -> None:
             planned = by_node[node]
             with key_lock(self.cache_dir, planned.key):
-                # Another invocation may have built this key while we waited for the lock.
-                record, _ = check_record(self.records.get(planned.key), planned.key, self.executor)
-                if record is not None:
-                    self._finish(node, NodeStatus.CACHED, record)
-                    return
+                # Another invocation may have built this key while we waited for the lock
+                # (--no-cache builds the selected nodes whatever the cache holds).
+                if not planned.forced:
+                    record, _ = check_record(self.records.get(planned.key), planned.key, self.executor)
+                    if record is not None:
+                        self._finish(node, NodeStatus.CACHED, record)
+                        return
                 if planned.action is Action.REMOTE:
                     self._pull(planned)
                 else:
@@ -352,7 +336,6 @@ class Build:
         target = self.graph.targets[node.label]
         log = log_path(self.cache_dir, node, planned.key)
         started = time.monotonic()
-        entries: tuple[ContextEntry, ...] = ()
         request: BuildRequest
         if isinstance(target, ImageTarget):
             entries = self.computer.context_of(node.label)
@@ -372,8 +355,13 @@ class Build:
                 entries=entries,
                 base_labels=self.base_labels,
                 log=log,
+                dockerfile=read_dockerfile(self.loaded.root, target),
+                inputs_digest=self.computer.inputs_digest(node.label),
+                algorithm=self.computer.algorithm,
                 pins=pins_of(self.graph, self.loaded.lock, node),
                 network_mode="none" if is_hermetic(target, self.loaded.workspace.settings) else None,
+                no_cache=planned.forced,
+                engine_timeout_s=self.options.engine_timeout_s,
             )
         else:
             tarball = rootfs_tarball(
@@ -393,10 +381,19 @@ class Build:
                 tarball=tarball,
                 base_labels=self.base_labels,
                 log=log + ".import",
+                check=rootfs_check(
+                    root=self.loaded.root,
+                    target=target,
+                    node=node,
+                    inputs_digest=self.computer.inputs_digest(node.label),
+                    algorithm=self.computer.algorithm,
+                ),
+                engine_timeout_s=self.options.engine_timeout_s,
             )
         result = self.executor.build(request, cancel)
-        if not _inputs_unchanged(entries):
-            raise InputChanged(f"{node}: an input changed during the build; nothing was recorded, run build again")
+        # The image is what the key names (the executor checked the context sent, the key label and
+        # the platform): only now does it get its content tag, and then its record.
+        self.executor.tag(result.image_id, target.repository, content_tag(planned.key))
         record = BuildRecord(
             key=planned.key,
             label=str(node.label),

@@ -7,7 +7,9 @@ to the daemon, with some of those references replaced by exact images; every lin
 
 The text is read the way BuildKit's frontend reads it (moby/buildkit ``frontend/dockerfile``):
 parser directives (``# escape=``, ``# syntax=``) only at the very top; comment and blank lines
-dropped, also inside a continued instruction; heredoc bodies skipped; ``$VAR`` / ``${VAR:-x}``
+dropped, also inside a continued instruction; a line ending in an escaped escape character not
+continued; an instruction continued into the end of the file ended there; words split with the
+file's escape character; heredoc bodies skipped; ``$VAR`` / ``${VAR:-x}``
 substitution in ``FROM`` with the global ARGs (declared before the first FROM) and the predefined
 platform ARGs.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import DockerfileError, Location, did_you_mean
@@ -40,12 +43,10 @@ if TYPE_CHECKING:
     from orchestrator.model import ImageTarget
 
 __all__ = ["DockerfileInfo", "ImageRef", "Stage", "StageConfig", "analyze", "rebind", "stage_configs"]
-__all__ += ["with_label_instruction"]
+__all__ += ["decode", "read", "with_label_instruction"]
 
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _DIRECTIVES = frozenset({"syntax", "escape", "check"})
-# A shell-like word: quoted parts and backslash escapes do not split it.
-_WORD = re.compile(r"""(?:[^\s"'\\]+|\\.|\\$|"(?:[^"\\]|\\.)*(?:"|$)|'[^']*(?:'|$))+""")
 _HEREDOC = re.compile(r"(\d*)<<(-?)([^<]+)")
 _HEREDOC_QUOTING = re.compile(r"""["'\\]""")
 _HEREDOC_KEYWORDS = frozenset({"run", "copy", "add"})
@@ -58,6 +59,15 @@ _MOUNT_FIELD = re.compile(r"[^,]+")
 _SCRATCH = "scratch"
 
 _Word = tuple[str, int]  # a word and its offset in the instruction's text
+
+
+def _word_pattern(escape: str) -> re.Pattern[str]:
+    """A shell-like word: quoted parts and escaped characters do not split it (BuildKit's parseWords)."""
+    e = re.escape(escape)
+    return re.compile(rf"""(?:[^\s"'{e}]+|{e}.|{e}$|"(?:[^"{e}]|{e}.)*(?:"|$)|'[^']*(?:'|$))+""")
+
+
+_WORDS = {escape: _word_pattern(escape) for escape in ("\\", "`")}  # by escape character
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +131,7 @@ class _Instruction:
     text: str  # the logical line: continuations joined, comment lines dropped
     line: int  # 1-based line of its first physical line
     pieces: tuple[tuple[int, int, int], ...]  # (offset in text, 0-based physical line, column)
+    escape: str  # the file's escape character
 
     def position(self, start: int, end: int) -> tuple[int, int] | None:
         """The physical (line index, column) of ``text[start:end]``, if it lies on one line."""
@@ -136,6 +147,23 @@ def _error(path: str, line: int | None, message: str) -> DockerfileError:
 
 
 # --- Reading the text ---------------------------------------------------------------------------
+
+
+def decode(data: bytes, *, path: str) -> str:
+    """A Dockerfile's bytes as text; bytes that are not UTF-8 are an error naming the place."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[start : exc.start].decode("utf-8", "replace")) + 1
+        message = f"not valid UTF-8 (byte 0x{data[exc.start]:02x}): Dockerfiles are read as UTF-8; save it as UTF-8"
+        raise DockerfileError(message, location=Location(path, line, column)) from None
+
+
+def read(file: Path, *, path: str) -> str:
+    """The text of the Dockerfile at ``file`` (:func:`decode`); ``path`` names it in errors."""
+    return decode(file.read_bytes(), path=path)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -172,6 +200,15 @@ def _instructions(lines: list[str], escape: str, path: str) -> list[_Instruction
     return result
 
 
+def _continues(line: str, escape: str) -> bool:
+    r"""Whether ``line`` (trailing blanks stripped) goes on on the next line, as BuildKit reads it.
+
+    It ends in the escape character, unless that is escaped itself: ``RUN echo a\\`` ends there
+    (``parser.go``: ``([^\\])\\[ \t]*$|^\\[ \t]*$``; Docker 20.10's classic builder agrees).
+    """
+    return line.endswith(escape) and not line[:-1].endswith(escape)
+
+
 def _is_blank_or_comment(line: str) -> bool:
     stripped = line.lstrip()
     return not stripped or stripped[0] == "#"
@@ -188,7 +225,7 @@ def _read_instruction(lines: list[str], row: int, escape: str) -> tuple[_Instruc
     pieces: list[tuple[int, int, int]] = []
     while True:
         stripped = body.rstrip(" \t")
-        continued = stripped.endswith(escape)
+        continued = _continues(stripped, escape)
         piece = stripped[:-1] if continued else body
         pieces.append((offset, row, column))
         parts.append(piece)
@@ -201,16 +238,17 @@ def _read_instruction(lines: list[str], row: int, escape: str) -> tuple[_Instruc
             break
         body, column = lines[row].rstrip("\r"), 0
     text = "".join(parts)
-    keyword = _WORD.search(text)
+    keyword = _WORDS[escape].search(text)
     if keyword is None:
         return None, row
-    return _Instruction(keyword=keyword[0].lower(), text=text, line=start + 1, pieces=tuple(pieces)), row
+    instruction = _Instruction(keyword[0].lower(), text, start + 1, tuple(pieces), escape)
+    return instruction, row
 
 
 def _skip_heredocs(instruction: _Instruction, lines: list[str], row: int, path: str) -> int:
     """Skip the bodies of the instruction's heredocs (``<<EOF``, ``<<-"EOF"``, ...), one after another."""
-    for word in _WORD.finditer(instruction.text):
-        match = _HEREDOC.fullmatch(word[0])
+    for word, _ in _words(instruction):
+        match = _HEREDOC.fullmatch(word)
         if match is None or not (name := _HEREDOC_QUOTING.sub("", match[3])):
             continue
         while True:
@@ -223,9 +261,9 @@ def _skip_heredocs(instruction: _Instruction, lines: list[str], row: int, path: 
     return row
 
 
-def _words(text: str) -> list[_Word]:
-    """The words after the instruction keyword, each with its offset in ``text``."""
-    return [(match[0], match.start()) for match in _WORD.finditer(text)][1:]
+def _words(instruction: _Instruction) -> list[_Word]:
+    """The words after the instruction keyword, each with its offset in the instruction's text."""
+    return [(match[0], match.start()) for match in _WORDS[instruction.escape].finditer(instruction.text)][1:]
 
 
 def _split_flags(words: list[_Word]) -> tuple[dict[str, list[_Word]], list[_Word]]:
@@ -241,7 +279,7 @@ def _split_flags(words: list[_Word]) -> tuple[dict[str, list[_Word]], list[_Word
 
 def _from_parts(instruction: _Instruction, path: str) -> tuple[dict[str, list[_Word]], list[_Word]]:
     """The flags and the ``<image> [AS <name>]`` words of a FROM, checked."""
-    flags, args = _split_flags(_words(instruction.text))
+    flags, args = _split_flags(_words(instruction))
     if not args:
         raise _error(path, instruction.line, "FROM without an image: FROM [--platform=<p>] <image> [AS <name>]")
     if len(args) not in (1, 3) or (len(args) == 3 and args[1][0].lower() != "as"):
@@ -269,7 +307,7 @@ def _mount_from(spec: str, offset: int) -> _Word | None:
 
 def _sources(instruction: _Instruction) -> list[_Word]:
     """The raw ``--from`` value of a COPY / ADD, or the mount ``from=`` values of a RUN."""
-    flags, _ = _split_flags(_words(instruction.text))
+    flags, _ = _split_flags(_words(instruction))
     if instruction.keyword == "run":
         mounts = (_mount_from(spec, offset) for spec, offset in flags.get("mount", []))
         return [mount for mount in mounts if mount is not None]
@@ -420,7 +458,7 @@ class _Analyzer:
         return _error(self.path, line, f"{what} {raw!r} is empty after ARG substitution{hints}")
 
     def _arg(self, instruction: _Instruction, scope: dict[str, str], *, is_global: bool) -> None:
-        words = _words(instruction.text)
+        words = _words(instruction)
         if not words:
             raise _error(self.path, instruction.line, "ARG without a name")
         for word, _ in words:
@@ -519,12 +557,15 @@ def analyze(
     """Analyse a Dockerfile's text for building ``target`` (default: the last stage) on ``platform``.
 
     ``path`` only names the file in errors. Raises :class:`DockerfileError` for the problems that
-    Docker would reject and that this analysis can see.
+    Docker would reject and that this analysis can see, and for an end that
+    :func:`with_label_instruction` cannot append to.
     """
     lines = _split_lines(text)
     escape = _escape_token(lines, path)
     analyzer = _Analyzer(path=path, escape=escape, build_args=build_args or {}, platform=platform)
-    for instruction in _instructions(lines, escape, path):
+    instructions = _instructions(lines, escape, path)
+    _open_end(lines, instructions, escape, path)  # an end the build cannot append to fails now
+    for instruction in instructions:
         analyzer.feed(instruction)
     return analyzer.result(target)
 
@@ -555,7 +596,7 @@ def _stage_config(index: int, instructions: list[_Instruction], escape: str) -> 
     users = [i for i in instructions if i.keyword == "user"]
     if not users:
         return StageConfig(index=index, labels=tuple(labels), user=None, user_line=None)
-    words = _words(users[-1].text)
+    words = _words(users[-1])
     raw = words[0][0] if words else None
     # "$" stays so that a user set from an ARG can be told apart from a literal one.
     user = raw if raw is None or "$" in raw else _unquote(raw, escape)
@@ -564,7 +605,7 @@ def _stage_config(index: int, instructions: list[_Instruction], escape: str) -> 
 
 def _label_pairs(instruction: _Instruction, escape: str) -> list[tuple[str, str | None]]:
     """The (key, value) pairs of ``LABEL k=v k2="v 2"``, or of the legacy ``LABEL key the value``."""
-    words = [word for word, _ in _words(instruction.text)]
+    words = [word for word, _ in _words(instruction)]
     if words and "=" not in words[0]:
         raw_pairs = [(words[0], " ".join(words[1:]))]
     else:
@@ -640,9 +681,14 @@ def _sites(instruction: _Instruction, stage_names: Collection[str], path: str) -
     return images
 
 
-def _label_word(text: str) -> str:
-    """A double-quoted LABEL word: backslash, quote and ``$`` escaped (no variable expansion)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n") + '"'
+def _label_word(text: str, escape: str) -> str:
+    """A double-quoted LABEL word: escape character, quote and ``$`` escaped (no variable expansion).
+
+    A newline cannot be written on one line: it becomes the two characters ``\\n``.
+    """
+    for char in (escape, '"', "$"):  # the escape character first, so no escape is escaped twice
+        text = text.replace(char, escape + char)
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def with_label_instruction(
@@ -658,15 +704,49 @@ def with_label_instruction(
     Labels passed to the classic builder's API become one LABEL step each, and each step commits
     a container (about 0.1 s apiece); one instruction costs one step. It goes right before the
     next stage's FROM (or at the end), so no line the user wrote before it moves.
+
+    A file whose last instruction runs into the end through a line continuation (``RUN echo hi \\``,
+    maybe followed by blank or comment lines) would continue into the LABEL. Docker ends such an
+    instruction at the end of the file, dropping the escape character; so does the copy: the
+    escape character is removed from that line.
     """
     if not labels:
         return text
     info = analyze(text, path=path, build_args=build_args, target=target)
-    line = "LABEL " + " ".join(f"{_label_word(k)}={_label_word(v)}" for k, v in sorted(labels.items())) + "\n"
+    lines = text.split("\n")  # as _split_lines numbers them (a BOM stays on the first line)
+    escape = _escape_token(_split_lines(text), path)
+    words = (f"{_label_word(key, escape)}={_label_word(value, escape)}" for key, value in sorted(labels.items()))
+    label = "LABEL " + " ".join(words)
     following = [s.line for s in info.stages if s.index == info.target_stage + 1]
-    lines = text.splitlines(keepends=True)
     if following:
         at = following[0] - 1
-        return "".join([*lines[:at], line, *lines[at:]])
-    body = "".join(lines)
-    return body + ("" if body.endswith("\n") or not body else "\n") + line
+        return "\n".join([*lines[:at], label, *lines[at:]])
+    source = _split_lines(text)
+    row = _open_end(source, _instructions(source, escape, path), escape, path)
+    if row is not None:
+        body = lines[row].rstrip("\r").rstrip(" \t")
+        lines[row] = body[:-1] + lines[row][len(body) :]  # what followed the escape character stays
+    body = "\n".join(lines)
+    return body + ("" if body.endswith("\n") or not body else "\n") + label + "\n"
+
+
+def _open_end(lines: list[str], instructions: list[_Instruction], escape: str, path: str) -> int | None:
+    """The row whose escape character continues the last instruction into the end of the file, if any.
+
+    Docker ends that instruction there, and so does removing the escape character, unless what is
+    left of the line ends in the escape character again: that is an error (no line can say it).
+    """
+    if not instructions:
+        return None
+    row = instructions[-1].pieces[-1][1]  # the instruction's last line that is not blank or a comment
+    body = lines[row].rstrip("\r").rstrip(" \t")
+    # Only blank and comment lines follow a continuation that reaches the end (not heredoc bodies).
+    if not _continues(body, escape) or not all(_is_blank_or_comment(line) for line in lines[row + 1 :]):
+        return None
+    if _continues(body[:-1].rstrip(" \t"), escape):
+        message = (
+            f"a line continuation at the end of the file, after another {escape!r}: the instruction cannot be "
+            f"ended before the LABEL the orchestrator appends without changing it; remove the last {escape!r}"
+        )
+        raise _error(path, row + 1, message)
+    return row

@@ -6,13 +6,17 @@ Expected errors are raised by the library and handled once, at the CLI, which pr
     OrchestratorError                 (exit 2 unless stated)
     ├── WorkspaceError                no WORKSPACE, bad settings, path escaping the workspace
     ├── BuildFileError                a BUILD / .star file failed to parse or evaluate (file:line:col)
+    ├── LoadInterrupted               Ctrl-C (exit 130) or SIGTERM (exit 143) while BUILD files evaluate
     ├── DockerfileError               a Dockerfile that cannot be analysed (file:line)
     ├── GraphError                    duplicates, clashing image references, base= mismatch, platforms
     │   └── CycleError                a dependency cycle (holds the cycle)
     ├── UnknownTargetError            a label or image reference nobody defines (did you mean)
     ├── NothingMatchedError           a pattern that selects nothing (exit 3)
     ├── UsageError                    options that contradict each other or lack a setting
-    └── GitError                      ``--since`` could not ask git
+    ├── InputChanged                  an input changed between hashing and sending (exit 1)
+    ├── GitError                      ``--since`` could not ask git
+    └── CacheError                    the local cache cannot be used (holds its path)
+        └── CacheFullError            no space left where the local cache lives
 """
 
 from __future__ import annotations
@@ -70,6 +74,14 @@ class BuildFileError(OrchestratorError):
     """A BUILD or .star file is wrong."""
 
 
+class LoadInterrupted(OrchestratorError):
+    """Ctrl-C or SIGTERM stopped the evaluation of WORKSPACE or BUILD files (names the file)."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class DockerfileError(OrchestratorError):
     """A Dockerfile cannot be analysed."""
 
@@ -100,6 +112,15 @@ class NothingMatchedError(OrchestratorError):
     exit_code = EXIT_NOTHING_MATCHED
 
 
+class InputChanged(OrchestratorError):
+    """An input of a node changed after its key was computed: what would be sent no longer has that key.
+
+    Nothing is built, tagged or recorded for the node; the next build computes a new key.
+    """
+
+    exit_code = EXIT_BUILD_FAILED
+
+
 class GitError(OrchestratorError):
     """git could not answer (``--since``)."""
 
@@ -116,3 +137,19 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
 
 class UsageError(OrchestratorError):
     """Options that contradict each other, or that need a setting nobody gave (exit 2)."""
+
+
+class CacheError(OrchestratorError):
+    """The local cache cannot be read or written (a damaged one is replaced, not reported here)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[type[CacheError], tuple[str, str]]:
+        # positional arguments, so the error survives pickling out of a forked hashing worker
+        return type(self), (self.message, self.path)
+
+
+class CacheFullError(CacheError):
+    """No space left on the device of the local cache (SQLITE_FULL, ENOSPC, EDQUOT)."""

@@ -174,13 +174,19 @@ def build_graph(
                 deps[node] = NodeDeps(parents=(), externals=())
                 continue
             if target.dockerfile not in texts:
-                texts[target.dockerfile] = (root / target.dockerfile).read_text()
+                texts[target.dockerfile] = _read_dockerfile(root, target.dockerfile)
                 if witness is not None:
                     witness.saw(target.dockerfile)
             deps[node] = _image_deps(node, target, texts[target.dockerfile], owners, repo_tags, platforms)
         if isinstance(target, ImageTarget) and target.base is not None:
             _check_base(target, deps[Node(label, platforms[label][0])])
     return TargetGraph(by_label, deps, owners)
+
+
+def _read_dockerfile(root: Path, dockerfile: str) -> str:
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
+
+    return df.read(root / dockerfile, path=dockerfile)
 
 
 def _image_deps(

@@ -39,7 +39,7 @@ class _ImageInputs:
         self.target = target
         ignore = dockerignore_path(root / target.context, root / target.dockerfile)
         self.ignore_file = Path(os.path.relpath(ignore, root)).as_posix() if ignore else None
-        text = ignore.read_text() if ignore else ""
+        text = ignore.read_text(encoding="utf-8", errors="surrogateescape") if ignore else ""
         self.matcher = IgnoreMatcher(parse_dockerignore(text))
 
     def holds(self, path: str) -> bool:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
 from orchestrator.context import ContextEntry, EntryKind, context_entries, declared_entries
-from orchestrator.digests import file_hasher, new_hasher
+from orchestrator.context_digest import Manifest, digest_manifest, inputs_manifest, rootfs_manifest
+from orchestrator.digests import file_hasher
 from orchestrator.graph import TargetGraph
 from orchestrator.label import Label
 from orchestrator.model import ImageTarget, Node, RootfsTarget
 
 KEY_SCHEMA = "1"
 DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
-Manifest = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,31 +32,6 @@ class NodeKey:
     node: Node
     key: str
     manifest: Manifest
-
-
-def encode(manifest: Manifest) -> bytes:
-    """Length-prefixed so no two manifests share an encoding."""
-    parts: list[bytes] = []
-    for entry in manifest:
-        for text in entry:
-            data = text.encode()
-            parts.append(len(data).to_bytes(8, "big"))
-            parts.append(data)
-    return b"".join(parts)
-
-
-def digest_manifest(manifest: Manifest, algorithm: str) -> str:
-    hasher = new_hasher(algorithm)
-    hasher.update(encode(manifest))
-    return hasher.hexdigest()
-
-
-def _entry_value(entry: ContextEntry, hashes: Mapping[str, str]) -> str:
-    if entry.kind is EntryKind.SYMLINK:
-        return f"symlink {entry.link_target}"
-    if entry.kind is EntryKind.DIR:
-        return "dir"
-    return f"file {'x' if entry.executable else '-'} {hashes[entry.path]}"
 
 
 class KeyComputer:
@@ -124,6 +99,10 @@ class KeyComputer:
             self._inputs[label] = self._compute_inputs(label)
         return self._inputs[label]
 
+    def inputs_digest(self, label: Label) -> str:
+        """The digest of a target's input manifest, as its keys hash it."""
+        return dict(self.target_inputs(label))["inputs"]
+
     def adopt_inputs(self, found: Iterable[tuple[Label, Manifest]], new_inputs: Mapping[str, Manifest]) -> None:
         """Take input manifests computed elsewhere (by a worker process)."""
         self._inputs.update(found)
@@ -159,11 +138,7 @@ class KeyComputer:
         tree: list[ContextEntry | StatEntry] = [*entries, dockerfile_entry]
 
         def summarize(hashes: Mapping[str, str]) -> str:
-            manifest = (
-                ("dockerfile", hashes[DOCKERFILE]),
-                *((f"ctx {e.path}", _entry_value(e, hashes)) for e in entries),
-            )
-            return self._remember_inputs(manifest)
+            return self._remember_inputs(inputs_manifest(hashes[DOCKERFILE], entries, hashes))
 
         digest = self.stat_cache.tree(
             f"tree:{self.algorithm}:{mode}:{context_dir}:{dockerfile}", tree, started, self._hash_entry, summarize
@@ -198,14 +173,13 @@ class KeyComputer:
             stats.append(StatEntry(rel, str(self.root / rel), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
         def summarize(hashes: Mapping[str, str]) -> str:
-            manifest: list[tuple[str, str]] = []
-            if target.tarball is not None:
-                manifest.append(("tarball", hashes[target.tarball]))
-            if target.script is not None:
-                manifest.append(("script", hashes[target.script]))
-                manifest.append(("script.exec", "x" if os.access(self.root / target.script, os.X_OK) else "-"))
-            manifest += [(f"src {rel}", hashes[rel]) for rel in target.srcs]
-            return self._remember_inputs(tuple(manifest))
+            script = target.script
+            manifest = rootfs_manifest(
+                tarball=None if target.tarball is None else hashes[target.tarball],
+                script=None if script is None else (hashes[script], os.access(self.root / script, os.X_OK)),
+                srcs=[(rel, hashes[rel]) for rel in target.srcs],
+            )
+            return self._remember_inputs(manifest)
 
         digest = self.stat_cache.tree(
             f"tree:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_entry, summarize

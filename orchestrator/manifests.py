@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.cache.store import Store
-from orchestrator.keys import Manifest
+from orchestrator.context_digest import Manifest
 
 Change = tuple[str, str | None, str | None]  # (entry name, old value, new value)
 

@@ -14,7 +14,8 @@ import os
 import threading
 from collections.abc import Sequence
 
-from orchestrator.keys import KeyComputer, Manifest
+from orchestrator.context_digest import Manifest
+from orchestrator.keys import KeyComputer
 from orchestrator.label import Label
 
 MIN_TARGETS = 64  # below this, starting workers costs more than it saves

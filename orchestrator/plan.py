@@ -1,9 +1,12 @@
 """What a build has to do: for every node of the selection and its dependencies, cached or to build.
 
-A record counts only when the engine still has its image with the matching key label; otherwise the
-node is rebuilt, and the reason says why. With a registry cache, a node to build whose content tag
-the registry holds, with the same key label and platform, is not built (``REMOTE``); it is pulled
-only when a node built here rests on it. Nothing here builds or talks to anything; it only describes.
+A record counts only when the engine's content tag for the key still names the recorded image ID
+and that image carries the key label; otherwise the node is rebuilt, and the reason says why. A
+key with no record at all (a new or quarantined cache) whose content tag the engine holds with the
+right key label counts as cached: its record is re-made from what the engine knows. With a
+registry cache, a node to build whose content tag the registry holds, with the same key label and
+platform, is not built (``REMOTE``); it is pulled only when a node built here rests on it. Nothing
+here builds or talks to anything; it only describes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class PlannedNode:
     remote: RemoteImage | None = None  # the registry's verified copy, when the registry has one
     pull: bool = False  # REMOTE only: a node built here rests on it (or --load asked for it)
     poisoned: str | None = None  # what is wrong with the registry's image for this content tag
+    forced: bool = False  # --no-cache: built whatever any cache holds, without the engine's layer cache
+    remade: bool = False  # CACHED from the engine's content tag alone: ``record`` is to be written
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,8 +70,12 @@ class Plan:
         return sum(1 for p in self.nodes if p.action is action)
 
 
+def content_tag(key: str) -> str:
+    return f"{CONTENT_TAG_PREFIX}{key}"
+
+
 def content_image(repository: str, key: str) -> str:
-    return f"{repository}:{CONTENT_TAG_PREFIX}{key}"
+    return f"{repository}:{content_tag(key)}"
 
 
 def check_record(
@@ -84,17 +93,51 @@ def check_record(
         return None, "no record for this key"
     if executor is None:
         return record, "recorded (image not checked: no daemon)"
-    if images is not None:
-        summary = images.get(record.image)
-        labels = None if summary is None else summary.labels
-    else:
-        info = executor.inspect(record.image)
-        labels = None if info is None else info.labels
-    if labels is None:
+    found = _content_tagged(record.image, executor, images)
+    if found is None:
         return None, f"image {record.image} is gone from the engine"
+    image_id, labels = found
     if labels.get(KEY_LABEL) != key:
         return None, f"image {record.image} carries another key label"
+    if image_id != record.image_id:
+        return None, f"{record.image} names {_short(image_id)}, not the recorded {_short(record.image_id)}"
     return record, "recorded, image present"
+
+
+def remade_record(
+    node: Node, key: str, image: str, executor: Executor | None, images: Mapping[str, ImageSummary] | None
+) -> BuildRecord | None:
+    """A record for a key nobody recorded, when the engine holds its content tag with the key label."""
+    if executor is None:
+        return None
+    found = _content_tagged(image, executor, images)
+    if found is None or found[1].get(KEY_LABEL) != key:
+        return None
+    return BuildRecord(
+        key=key,
+        label=str(node.label),
+        platform=node.platform,
+        image=image,
+        image_id=found[0],
+        duration_s=0.0,
+        built_at="",
+        log="",
+    )
+
+
+def _content_tagged(
+    image: str, executor: Executor, images: Mapping[str, ImageSummary] | None
+) -> tuple[str, Mapping[str, str]] | None:
+    """The image ID and labels of ``image`` (a content-tagged reference) in the engine, or None."""
+    if images is not None:
+        summary = images.get(image)
+        return None if summary is None else (summary.image_id, summary.labels)
+    info = executor.inspect(image)
+    return None if info is None else (info.image_id, info.labels)
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def why_new_key(store: Store, records: Records, node_key: NodeKey) -> str:
@@ -127,19 +170,32 @@ def make_plan(
     for node in order:
         node_key = by_node[node]
         image = content_image(repositories[node.label], node_key.key)
-        if no_cache:
+        if no_cache and node.label in selected:
             planned.append(
                 PlannedNode(
-                    node=node, key=node_key.key, image=image, action=Action.BUILD, reason="--no-cache", record=None
+                    node=node,
+                    key=node_key.key,
+                    image=image,
+                    action=Action.BUILD,
+                    reason="--no-cache",
+                    record=None,
+                    forced=True,
                 )
             )
             continue
         record, reason = check_record(records.get(node_key.key), node_key.key, executor, images)
+        remade = False
         if record is None and reason == "no record for this key":
-            reason = why_new_key(store, records, node_key)
+            record = remade_record(node, node_key.key, image, executor, images)
+            remade = record is not None
+            reason = "no record, but the engine holds its content tag with the key label" if remade else reason
+            if not remade:
+                reason = why_new_key(store, records, node_key)
         action = Action.CACHED if record is not None else Action.BUILD
         planned.append(
-            PlannedNode(node=node, key=node_key.key, image=image, action=action, reason=reason, record=record)
+            PlannedNode(
+                node=node, key=node_key.key, image=image, action=action, reason=reason, record=record, remade=remade
+            )
         )
     return Plan(nodes=tuple(planned), selected=selected, images=images)
 
@@ -176,7 +232,9 @@ def use_remote(
             if image is None
             else image_problem(image.labels, image.platform, key=planned.key, expected_platform=planned.node.platform)
         )
-        if image is not None and problem is None:
+        if planned.forced:
+            pass  # --no-cache: built here whatever the registry holds
+        elif image is not None and problem is None:
             if planned.action is Action.BUILD:
                 planned = replace(planned, action=Action.REMOTE, reason="in the registry cache", remote=image)
             else:

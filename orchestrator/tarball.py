@@ -9,8 +9,10 @@ added with any missing parent directories. The same inputs always give the same 
 The format is POSIX.1-2001 (PAX): long and non-ASCII names go into standard extended headers, which
 Go's ``archive/tar`` in the Docker Engine reads, and Python writes no timestamps into them.
 
-File contents are streamed from disk. A file whose size differs from its entry's, or that vanished
-or changed kind, raises ``InputChanged``: an input changed after it was hashed.
+File contents are streamed from disk and hashed on the way. A file whose size differs from its
+entry's, or that vanished or changed kind, raises ``InputChanged``; so does a context whose streamed
+bytes no longer give the digest its key was computed from (a ``ContextCheck``). Contexts are written
+to a temporary file first, so the engine never receives a context that fails the check.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from orchestrator.context import ContextEntry, EntryKind
-from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
+from orchestrator.context_digest import ContextCheck, RootfsCheck
+from orchestrator.digests import Hasher, new_hasher
+from orchestrator.errors import InputChanged
 from orchestrator.executor.api import ExtraFile
 
 TAR_FORMAT = tarfile.PAX_FORMAT
@@ -34,12 +38,6 @@ FILE_MODE = 0o644
 EXEC_MODE = 0o755
 DIR_MODE = 0o755
 LINK_MODE = 0o777
-
-
-class InputChanged(OrchestratorError):
-    """A context file changed between hashing and sending (exit 1): its key no longer holds."""
-
-    exit_code = EXIT_BUILD_FAILED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +50,7 @@ class _Member:
     source: str | None = None  # a file to stream
     expected_size: int | None = None  # the size its entry recorded; None: whatever it is now
     follow_links: bool = False  # extra files may be links; context entries never are
+    hashed: bool = False  # an input of the key: hashed as it is written, for the context check
     data: bytes | None = None
     linkname: str = ""
 
@@ -63,12 +62,22 @@ def write_context_tar(
     dockerfile_path: str,
     dockerfile_text: str,
     extra_files: Sequence[ExtraFile] = (),
+    check: ContextCheck | RootfsCheck | None = None,
 ) -> None:
-    """Write the build context for ``entries`` to ``fileobj`` (uncompressed tar, left open)."""
+    """Write the build context for ``entries`` to ``fileobj`` (uncompressed tar, left open).
+
+    With ``check``, the context files are hashed as they are written and the check must pass.
+    """
     members = _members(entries, dockerfile_path, dockerfile_text, extra_files)
+    streamed: dict[str, str] = {}
     with tarfile.open(fileobj=fileobj, mode="w", format=TAR_FORMAT, encoding="utf-8") as tar:
         for member in members:
-            _write_member(tar, member)
+            hasher = new_hasher(check.algorithm) if check is not None and member.hashed else None
+            _write_member(tar, member, hasher)
+            if hasher is not None:
+                streamed[member.path] = hasher.hexdigest()
+    if check is not None:
+        check.verify(entries, streamed)
 
 
 def context_tar_stream(
@@ -77,15 +86,22 @@ def context_tar_stream(
     dockerfile_path: str,
     dockerfile_text: str,
     extra_files: Sequence[ExtraFile] = (),
+    check: ContextCheck | RootfsCheck | None = None,
 ) -> IO[bytes]:
     """The context tar in an anonymous temporary file, positioned at 0; the caller closes it.
 
-    A real file, not memory: contexts can be large, and its size is known for Content-Length.
+    A real file, not memory: contexts can be large, and its size is known for Content-Length. It is
+    complete (and ``check`` passed) before the caller can send a byte of it.
     """
     out = tempfile.TemporaryFile()  # noqa: SIM115 (returned open; the caller closes it)
     try:
         write_context_tar(
-            out, entries, dockerfile_path=dockerfile_path, dockerfile_text=dockerfile_text, extra_files=extra_files
+            out,
+            entries,
+            dockerfile_path=dockerfile_path,
+            dockerfile_text=dockerfile_text,
+            extra_files=extra_files,
+            check=check,
         )
         out.seek(0)
     except BaseException:
@@ -102,7 +118,9 @@ def _members(
     for extra in extra_files:
         path = _clean(extra.path)
         _add_parents(by_path, path)
-        by_path[path] = _Member(path=path, type=tarfile.REGTYPE, mode=FILE_MODE, source=extra.source, follow_links=True)
+        by_path[path] = _Member(
+            path=path, type=tarfile.REGTYPE, mode=FILE_MODE, source=extra.source, follow_links=True, hashed=extra.hashed
+        )
     path = _clean(dockerfile_path)
     _add_parents(by_path, path)
     by_path[path] = _Member(path=path, type=tarfile.REGTYPE, mode=FILE_MODE, data=dockerfile_text.encode("utf-8"))
@@ -116,7 +134,9 @@ def _entry_member(entry: ContextEntry) -> _Member:
     if entry.kind is EntryKind.SYMLINK:
         return _Member(path=entry.path, type=tarfile.SYMTYPE, mode=LINK_MODE, linkname=entry.link_target or "")
     mode = EXEC_MODE if entry.executable else FILE_MODE
-    return _Member(path=entry.path, type=tarfile.REGTYPE, mode=mode, source=entry.abs_path, expected_size=entry.size)
+    return _Member(
+        path=entry.path, type=tarfile.REGTYPE, mode=mode, source=entry.abs_path, expected_size=entry.size, hashed=True
+    )
 
 
 def _add_parents(by_path: dict[str, _Member], path: str) -> None:
@@ -146,16 +166,16 @@ def _header(member: _Member, size: int = 0) -> tarfile.TarInfo:
     return info
 
 
-def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
+def _write_member(tar: tarfile.TarFile, member: _Member, hasher: Hasher | None) -> None:
     if member.data is not None:
         tar.addfile(_header(member, len(member.data)), io.BytesIO(member.data))
     elif member.source is not None:
-        _write_file(tar, member, member.source)
+        _write_file(tar, member, member.source, hasher)
     else:
         tar.addfile(_header(member))
 
 
-def _write_file(tar: tarfile.TarFile, member: _Member, source: str) -> None:
+def _write_file(tar: tarfile.TarFile, member: _Member, source: str, hasher: Hasher | None) -> None:
     """Stream ``source`` into the tar, checking it is still the file its entry described."""
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if member.follow_links else os.O_NOFOLLOW)
     try:
@@ -164,7 +184,7 @@ def _write_file(tar: tarfile.TarFile, member: _Member, source: str) -> None:
         raise _changed(member, f"cannot open it: {exc.strerror}") from exc
     with os.fdopen(fd, "rb") as f:
         size = _checked_size(member, os.fstat(fd))
-        tar.addfile(_header(member, size), _CheckedReader(f, member, size))
+        tar.addfile(_header(member, size), _CheckedReader(f, member, size, hasher))
         if os.fstat(fd).st_size != size:
             raise _changed(member, "it grew while being sent")
 
@@ -183,10 +203,11 @@ class _CheckedReader:
     Errors writing the tar itself stay OSErrors: only reading the source means an input changed.
     """
 
-    def __init__(self, f: IO[bytes], member: _Member, size: int) -> None:
+    def __init__(self, f: IO[bytes], member: _Member, size: int, hasher: Hasher | None) -> None:
         self._f = f
         self._member = member
         self._remaining = size
+        self._hasher = hasher
 
     def read(self, size: int = -1) -> bytes:
         want = self._remaining if size < 0 else min(size, self._remaining)
@@ -197,6 +218,8 @@ class _CheckedReader:
         if len(data) < want:
             raise _changed(self._member, "it shrank while being sent")
         self._remaining -= len(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
         return data
 
 

@@ -1,27 +1,14 @@
-"""The names init writes: what a valid repository or tag is, and turning a path into a target name or repository."""
+"""The names init writes: a path turned into a target name or repository (valid ones: see imageref)."""
 
 from __future__ import annotations
 
 import re
 
 from orchestrator.default_registry import looks_like_host
+from orchestrator.imageref import valid_repository, valid_tag
 from orchestrator.label import valid_name
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d+)?")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-def valid_repository(text: str) -> bool:
-    host, slash, rest = text.partition("/")
-    if slash and looks_like_host(host):
-        return bool(_HOST.fullmatch(host) and _REPOSITORY_PATH.fullmatch(rest))
-    return bool(_REPOSITORY_PATH.fullmatch(text))
-
-
-def valid_tag(text: str) -> bool:
-    return _TAG.fullmatch(text) is not None
+__all__ = ["path_repository", "repository_component", "target_name", "valid_repository", "valid_tag"]
 
 
 def target_name(text: str) -> str:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import orchestrator.dockerfile as df
 from orchestrator.adopt.mapping import MAPPING_FILE
 from orchestrator.adopt.naming import valid_tag
 from orchestrator.adopt.planned import PATH_ORIGIN, Candidate
@@ -63,10 +64,10 @@ def add_asked_tags(
 
 def _existing_refs(root: Path, target: ImageTarget, settings: WorkspaceSettings) -> list[tuple[str, int]]:
     try:
-        text = (root / target.dockerfile).read_text(encoding="utf-8")
+        text = df.read(root / target.dockerfile, path=target.dockerfile)
         platforms = node_platforms(target, settings)
         return image_references(text, target.dockerfile, target.build_args, target.target, platforms)[0]
-    except (OrchestratorError, OSError, UnicodeDecodeError):
+    except (OrchestratorError, OSError):
         return []  # the graph check reports it
 
 

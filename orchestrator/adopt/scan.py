@@ -109,7 +109,7 @@ def collect_candidates(
                 _read_dockerfile(root, candidate)
             except OrchestratorError as error:
                 problems.append(problem_from(error))
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:
                 problems.append(Problem(path, f"cannot read: {exc}"))
             found[path] = candidate
             seen.add(path)
@@ -131,7 +131,7 @@ def _valid_package(package: str) -> bool:
 
 
 def _read_dockerfile(root: Path, candidate: Candidate) -> None:
-    text = (root / candidate.path).read_text(encoding="utf-8")
+    text = df.read(root / candidate.path, path=candidate.path)
     entry = candidate.entry
     candidate.refs, info = image_references(text, candidate.path, entry.build_args, entry.target, candidate.platforms)
     candidate.labels = _built_labels(text, info, candidate.path)

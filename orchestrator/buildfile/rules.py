@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.buildfile.globbing import glob
 from orchestrator.context import check_inside
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
+from orchestrator.imageref import repository_problem, valid_repository, valid_tag
 from orchestrator.label import Label, valid_name
 from orchestrator.model import ImageTarget, ImageTestTarget, Pairs, RootfsTarget, Target
 from orchestrator.witness import Witness
@@ -174,10 +175,38 @@ def _record(ctx: PackageContext, target: Target | ImageTestTarget) -> None:
         ctx.targets[name] = target
 
 
+def _repository(kwargs: dict[str, Any], rule: str) -> str:
+    """``repository`` (default: the target's name), checked against Docker's reference grammar."""
+    name: str = kwargs["name"]
+    repository: str = kwargs.get("repository") or name
+    problem = repository_problem(repository)
+    if problem is None:
+        return repository
+    lowered = repository.lower()
+    hint = f" (did you mean {lowered!r}?)" if valid_repository(lowered) else ""
+    if kwargs.get("repository"):
+        what = f"attribute 'repository' = {repository!r} is not an image repository: {problem}{hint}"
+    else:  # the name stands in for it
+        what = f"the target name {name!r} is not an image repository, so give a 'repository': {problem}{hint}"
+    raise BuildFileError(f"{rule}(name={name!r}): {what}; {_REPOSITORY_FORM}")
+
+
+_REPOSITORY_FORM = (
+    "a repository is [host[:port]/]path/to/name: lowercase letters and digits, joined by '.', '_', '__' or '-', "
+    "path components separated by '/'"
+)
+
+
 def _tags(kwargs: dict[str, Any], rule: str) -> tuple[str, ...]:
     tags = tuple(kwargs.get("tags", ["latest"]))
     if not tags:
         raise BuildFileError(f"{rule}(name={kwargs['name']!r}): tags must not be empty")
+    for tag in tags:
+        if not valid_tag(tag):
+            raise BuildFileError(
+                f"{rule}(name={kwargs['name']!r}): attribute 'tags' has {tag!r}, which is not an image tag: "
+                "up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+            )
     return tags
 
 
@@ -205,7 +234,7 @@ def image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             dockerfile=dockerfile,
             context=context,
             srcs=srcs,
-            repository=kwargs.get("repository") or name,
+            repository=_repository(kwargs, "image"),
             tags=_tags(kwargs, "image"),
             build_args=_pairs(kwargs.get("build_args")),
             target=kwargs.get("target"),
@@ -266,7 +295,7 @@ def rootfs_image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             srcs=tuple(
                 sorted(_workspace_path(ctx, s, what="srcs entry", must_exist="file") for s in kwargs.get("srcs", []))
             ),
-            repository=kwargs.get("repository") or name,
+            repository=_repository(kwargs, "rootfs_image"),
             tags=_tags(kwargs, "rootfs_image"),
             platforms=_platforms(kwargs.get("platforms"), "rootfs_image", name),
             labels=_pairs(kwargs.get("labels")),

@@ -37,8 +37,12 @@ class Records:
         self._store = store
 
     def get(self, key: str) -> BuildRecord | None:
+        """The record of ``key``; None when there is none, or when what is stored is not a record."""
         value = self._store.get(record_key(key))
-        return None if value is None else BuildRecord(**value)
+        try:
+            return None if value is None else BuildRecord(**value)
+        except TypeError:
+            return None  # valid JSON of another shape (an older or foreign writer): not trusted, rebuilt
 
     def put(self, node: Node, record: BuildRecord) -> None:
         self._store.set(record_key(record.key), asdict(record))

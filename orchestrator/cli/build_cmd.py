@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import RegistryOpt, RemoteCacheWriteOpt, handle_errors
+from orchestrator.cli.common import EngineTimeoutOpt, RegistryOpt, RemoteCacheWriteOpt, handle_errors
 
 
 class PlanOutput(StrEnum):
@@ -25,7 +25,12 @@ def build(
     keep_going: Annotated[
         bool, typer.Option("--keep-going/--fail-fast", help="Go on with independent branches after a failure")
     ] = True,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every selected node")] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Build every selected node again, without the engine's layer cache (parents stay cached)"
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cached or to build, and why)")] = False,
     output: Annotated[
         PlanOutput | None,
@@ -51,6 +56,7 @@ def build(
     locked: Annotated[
         bool, typer.Option("--locked", help="Fail unless images.lock pins every base used, and nothing else (CI)")
     ] = False,
+    engine_timeout: EngineTimeoutOpt = None,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -71,6 +77,7 @@ def build(
         locked=locked,
         output=None if output is None else output.value,
         junit=junit,
+        engine_timeout_s=engine_timeout,
     )
     run_build(ctx, command)
 

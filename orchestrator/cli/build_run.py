@@ -68,6 +68,7 @@ class BuildCommand:
     locked: bool = False
     output: str | None = None  # with --dry-run: text, json or github-matrix
     junit: Path | None = None
+    engine_timeout_s: float | None = None
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -105,6 +106,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         platforms=command.platforms,
         load=command.load,
         push=command.push,
+        engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
     )
     remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, push=command.push)
     console = stderr_console()
@@ -123,6 +125,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
                 raise
             # a dry run works without a daemon; records are then not verified
         if engine is not None:
+            engine.journal_builds(cache_dir)
             run.executor = engine.executor
         plan = run.plan(selected, keys, images=None if engine is None else engine.images)
         print_plan_warnings(console, remote, plan)

@@ -34,6 +34,15 @@ RemoteCacheWriteOpt = Annotated[
         help="Push what is built to the registry cache (--no-remote-cache-write only reads, e.g. for PRs)",
     ),
 ]
+EngineTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--engine-timeout",
+        min=1,
+        help="Seconds the engine may answer nothing during a build before the node fails "
+        "(default: WORKSPACE's engine_timeout, else 120)",
+    ),
+]
 R = TypeVar("R")
 
 
@@ -61,6 +70,10 @@ def load_workspace(ctx: typer.Context) -> LoadedWorkspace:
 
 def print_error(error: OrchestratorError) -> None:
     typer.echo(f"ERROR {error}", err=True)
+
+
+def print_warning(message: str) -> None:
+    typer.echo(f"WARNING {message}", err=True)
 
 
 def handle_errors(function: Callable[P, R]) -> Callable[P, R]:

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
+from orchestrator.cache import store
 from orchestrator.cli import build_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
-from orchestrator.cli.common import GlobalOptions
+from orchestrator.cli.common import GlobalOptions, print_warning
 
 app = typer.Typer(
     name="orchestrator",
@@ -51,6 +52,7 @@ def main(
     ] = False,
 ) -> None:
     ctx.obj = GlobalOptions(workspace=workspace, cache_dir=cache_dir, verbose=verbose)
+    store.set_warning_handler(print_warning)  # a quarantined local cache: one WARNING line
 
 
 def run() -> None:

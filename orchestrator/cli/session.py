@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 
@@ -26,6 +27,14 @@ from orchestrator.remote_cache import RemoteCache
 class Engine:
     executor: Executor
     images: Mapping[str, ImageSummary]  # one listing of the engine's images
+
+    def journal_builds(self, cache_dir: Path) -> None:
+        """Builds journal their step containers in the cache; the first removes those a killed engine
+        left (``executor/leftovers.py``). Set once the cache directory is known, before any build."""
+        from orchestrator.executor.docker import DockerExecutor
+
+        if isinstance(self.executor, DockerExecutor):
+            self.executor.journal_builds_in(cache_dir / "build-containers")
 
 
 def connect() -> Engine:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestrator.cli.common import (
+    EngineTimeoutOpt,
     RegistryOpt,
     RemoteCacheWriteOpt,
     handle_errors,
@@ -62,6 +63,7 @@ def test(
     ] = DEFAULT_TIMEOUT_S,
     registry: RegistryOpt = None,
     remote_cache_write: RemoteCacheWriteOpt = True,
+    engine_timeout: EngineTimeoutOpt = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Only tests of images affected since this git revision, or whose BUILD changed"),
@@ -80,6 +82,7 @@ def test(
         registry=registry,
         remote_cache_write=remote_cache_write,
         since=since,
+        engine_timeout_s=engine_timeout,
     )
     with sigterm_stops_cleanly():
         raise typer.Exit(_run(ctx, command))
@@ -98,6 +101,7 @@ class ImageTestOptions:
     registry: str | None = None
     remote_cache_write: bool = True
     since: str | None = None
+    engine_timeout_s: float | None = None
 
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
@@ -130,6 +134,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         keep_going=True,
         platforms=tuple(sorted({job.platform for job in jobs})),
         load=True,  # a node the registry cache holds is pulled: its tests need it in the engine
+        engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
     )
     remote = remote_cache(loaded, command.registry, write=command.remote_cache_write)
     console = stderr_console()
@@ -181,6 +186,7 @@ def _build(
     build = Build(loaded, store, cache_dir, None, build_options, display, remote)
     keys = build.compute_keys(labels)
     engine = engine_future.result()
+    engine.journal_builds(cache_dir)
     build.executor = engine.executor
     plan = build.plan(labels, keys, images=engine.images)
     print_plan_warnings(console, remote, plan)

@@ -1,8 +1,10 @@
 """The contract between the planner/scheduler and whatever runs builds.
 
 A planner describes a build completely in a BuildRequest (what to send, which Dockerfile text,
-which labels); an Executor runs it and reports a BuildResult, or raises BuildFailed. Nothing
-outside ``executor/docker.py`` talks to Docker.
+which labels); an Executor runs it and reports a BuildResult, or raises BuildFailed. The executor
+leaves the image it built untagged: the pipeline tags it with its content tag only once everything
+about the build was checked, so a failed or interrupted build never leaves a content tag behind.
+Nothing outside ``executor/docker.py`` talks to Docker.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchestrator.context import ContextEntry
+from orchestrator.context_digest import ContextCheck, RootfsCheck
 from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
 from orchestrator.model import Node, Pairs
 
@@ -25,14 +28,18 @@ class ExtraFile:
 
     path: str  # inside the context
     source: str  # absolute path on disk
+    hashed: bool = False  # hashed as it is written, for the request's context check (an input of the key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildRequest:
     node: Node
     key: str
-    image: str  # the content-tagged reference to produce, "repository:key-<key>"
+    image: str  # the content-tagged reference the pipeline gives the image once it is checked
     context: tuple[ContextEntry, ...]  # exactly the hashed entries, sent as they are
+    context_check: ContextCheck | RootfsCheck | None = (
+        None  # what the context written must hash to (checked before sending)
+    )
     extra_files: tuple[ExtraFile, ...] = ()
     dockerfile_path: str  # where the Dockerfile goes inside the context tar
     dockerfile_text: str  # the rebound Dockerfile (internal references point at exact parents)
@@ -42,6 +49,7 @@ class BuildRequest:
     labels: Pairs = ()  # OCI labels and the key label
     network_mode: str | None = None
     no_cache: bool = False  # build every step again (hermetic builds: no layer a networked RUN made)
+    engine_timeout_s: float | None = None  # fail when the engine answers no ping for this long
     log_path: str = field(compare=False)
 
 
@@ -100,9 +108,11 @@ class Executor(Protocol):
         """Raise DaemonUnavailable unless the engine answers."""
 
     def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
-        """Build ``request.image``; raise BuildFailed (log written to ``request.log_path``).
+        """Build the image ``request`` describes and leave it untagged; raise BuildFailed (log at ``request.log_path``).
 
-        When ``cancel`` is set the build is stopped as soon as possible and BuildFailed raised.
+        The context sent must pass ``request.context_check`` (else InputChanged, nothing sent); the image
+        must carry the key label and be of ``request.platform``. When ``cancel`` is set the build is
+        stopped as soon as possible and BuildFailed raised.
         """
 
     def inspect(self, reference: str) -> ImageInfo | None:

@@ -10,15 +10,21 @@ itself). Every SDK and HTTP exception is translated (``raise ... from exc``), by
     a build that ran and failed, or cancelled  -> BuildFailed (exit 1)
 
 A build sends the orchestrator's own context tar (``tarball``), so the engine receives exactly the
-hashed files, with the rebound Dockerfile. The build is posted on the client's HTTP session rather
-than through ``APIClient.build``, which hides the response: cancelling needs its socket, because
-shutting the socket down is the only way to wake a reader blocked on a silent ``RUN`` step. When the
-connection closes, the engine cancels the build, kills the step's container and removes it.
+hashed files, with the rebound Dockerfile; the tar is written and checked against the key's digest
+before a byte is sent. The image is built untagged and verified by its ID (key label, platform);
+the pipeline tags it. While the build stream is quiet the engine is pinged; when it has answered
+nothing for the request's engine timeout (a frozen dockerd), the build is abandoned with BuildFailed.
+
+The build is posted on the client's HTTP session rather than through ``APIClient.build``, which
+hides the response: cancelling needs its socket, because shutting the socket down is the only way
+to wake a reader blocked on a silent ``RUN`` step. When the connection closes, the engine cancels
+the build, kills the step's container and removes it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -31,12 +37,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.dockerfile import with_label_instruction
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import InputChanged, OrchestratorError
 from orchestrator.executor.api import (
     KEY_LABEL,
     BuildFailed,
     BuildRequest,
     BuildResult,
+    DaemonUnavailable,
     Executor,
     ImageInfo,
     ImageSummary,
@@ -45,11 +52,13 @@ from orchestrator.executor.api import (
 from orchestrator.executor.engine import DEFAULT_TIMEOUT_S, EngineConnection, reason, sdk
 from orchestrator.executor.engine import DEFAULT_URL as DEFAULT_URL  # re-exported, as before engine.py
 from orchestrator.executor.engine import EngineError as EngineError  # re-exported, as before engine.py
+from orchestrator.executor.leftovers import BuildJournal, Entry
 from orchestrator.platforms import normalize
-from orchestrator.tarball import InputChanged, context_tar_stream
+from orchestrator.tarball import context_tar_stream
 
 LOG_TAIL_LINES = 25
 CANCEL_POLL_S = 0.1
+PING_INTERVAL_S = 5.0  # how often a quiet build's engine is asked whether it is alive
 
 
 class DockerExecutor:
@@ -61,6 +70,9 @@ class DockerExecutor:
 
     def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._engine = EngineConnection(base_url, timeout=timeout)
+        self._journal = BuildJournal(None, self._engine.url)  # nothing kept until journal_builds_in()
+        self._sweep_lock = threading.Lock()
+        self._swept = False
 
     @property
     def url(self) -> str:
@@ -72,8 +84,10 @@ class DockerExecutor:
 
     def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
         started = time.monotonic()
-        with _BuildLog(request.log_path) as log:
+        with _BuildLog(request.log_path) as log, self._journal.entry() as containers:
+            log.containers = containers
             log.line(f"# {request.node}: building {request.image}")
+            self._sweep_leftovers(log)
             if cancel.is_set():
                 raise log.failure(f"{request.node}: cancelled")
             api = self._engine.client()
@@ -95,6 +109,9 @@ class DockerExecutor:
                 info = self._attempt(api, replace(request, no_cache=True), dockerfile_text, cancel, log)
         return BuildResult(image_id=info.image_id, duration_s=time.monotonic() - started)
 
+    def _engine_timeout(self, request: BuildRequest) -> float:
+        return request.engine_timeout_s or self._engine.timeout
+
     def _attempt(
         self, api: Any, request: BuildRequest, dockerfile_text: str, cancel: threading.Event, log: _BuildLog
     ) -> ImageInfo:
@@ -110,9 +127,11 @@ class DockerExecutor:
                 dockerfile_path=request.dockerfile_path,
                 dockerfile_text=dockerfile_text,
                 extra_files=request.extra_files,
+                check=request.context_check,
             )
         except InputChanged as exc:
-            raise log.failure(f"{request.node}: {exc}") from exc
+            log.line(f"ERROR: {exc}")
+            raise
         with context:
             image_id = self._run_build(api, request, context, cancel, log)
         return self._verify(request, image_id, log)
@@ -201,38 +220,61 @@ class DockerExecutor:
         # The platform parameter only for a foreign platform: engines before API 1.32 reject it, and the
         # classic builder ignores it anyway when the base is native (it built an amd64 image for arm64,
         # from the cache), which _verify catches.
+        import requests
+
         platform = None if normalize(request.platform) == self._engine.native_platform() else request.platform
-        with self._engine.errors(f"building {request.image}"):
-            response = api.post(
-                api._url("/build"),
-                params=_build_params(request, platform),
-                data=context,
-                headers={"Content-Type": "application/tar"},
-                stream=True,
-                timeout=(self._engine.timeout, None),  # a RUN step may be silent for as long as it likes
-            )
+        timeout = self._engine_timeout(request)
+        try:
+            with self._engine.errors(f"building {request.image}"):
+                # Sending the context and waiting for the first answer are bounded by the engine timeout.
+                response = api.post(
+                    api._url("/build"),
+                    params=_build_params(request, platform),
+                    data=context,
+                    headers={"Content-Type": "application/tar"},
+                    stream=True,
+                    timeout=(timeout, timeout),
+                )
+        except DaemonUnavailable as exc:
+            if isinstance(exc.__cause__, requests.Timeout):
+                raise log.failure(self._frozen(request, timeout)) from exc
+            raise
         with closing(response):
+            _socket_timeout(response, None)  # from now on a RUN step may be silent for as long as it likes
             if response.status_code >= 400:
                 raise log.failure(f"{request.node}: the engine refused the build: {_response_message(response)}")
-            with _shutdown_when_set(cancel, response):
-                image_id = self._follow(response, request, cancel, log)
+            watchdog = _Watchdog(self._engine, timeout, response)
+            with _shutdown_when_set(cancel, response), watchdog:
+                image_id = self._follow(response, request, cancel, log, watchdog)
+            if watchdog.expired:
+                raise log.failure(self._frozen(request, timeout))
             if cancel.is_set() and image_id is None:
                 _shutdown(response)  # the engine stops the build when the connection closes
                 raise log.failure(f"{request.node}: cancelled")
         return image_id
 
-    def _follow(self, response: Any, request: BuildRequest, cancel: threading.Event, log: _BuildLog) -> str | None:
+    def _frozen(self, request: BuildRequest, timeout: float) -> str:
+        return (
+            f"{request.node}: the Docker Engine at {self.url} did not answer for {timeout:g} s (engine timeout: "
+            "--engine-timeout or workspace(engine_timeout = ...)); the build was abandoned. Is dockerd stopped "
+            "or overloaded? The next build starts this node again."
+        )
+
+    def _follow(
+        self, response: Any, request: BuildRequest, cancel: threading.Event, log: _BuildLog, watchdog: _Watchdog
+    ) -> str | None:
         import requests
 
         image_id: str | None = None
         try:
             for raw in response.iter_lines():
+                watchdog.heard()
                 if cancel.is_set():
                     break
                 if raw:
                     image_id = _on_message(_decode(raw), request, log) or image_id
         except requests.RequestException as exc:
-            if not cancel.is_set():  # cancelling breaks the stream on purpose
+            if not cancel.is_set() and not watchdog.expired:  # cancelling breaks the stream on purpose
                 raise log.failure(
                     f"{request.node}: the connection to the Docker daemon at {self.url} broke during the build: "
                     f"{reason(exc)}"
@@ -240,25 +282,57 @@ class DockerExecutor:
         return image_id
 
     def _verify(self, request: BuildRequest, image_id: str | None, log: _BuildLog) -> ImageInfo:
-        """The built image as the engine has it, with the key label and platform requested."""
-        info = self.inspect(request.image)
+        """The built (untagged) image as the engine has it, with the key label and platform requested."""
+        if image_id is None:
+            raise log.failure(f"{request.node}: the build finished without naming the image it made")
+        info = self.inspect(image_id)
         if info is None:
-            raise log.failure(f"{request.node}: the build finished but {request.image} does not exist")
-        if image_id is not None and info.image_id != image_id:
-            raise log.failure(f"{request.node}: {request.image} is {info.image_id}, not the image built ({image_id})")
+            raise log.failure(f"{request.node}: the build finished but its image {image_id} does not exist")
         problems = []
         if info.labels.get(KEY_LABEL) != request.key:
             problems.append(f"label {KEY_LABEL} is {info.labels.get(KEY_LABEL)!r}, expected {request.key!r}")
         if normalize(info.platform) != normalize(request.platform):
             problems.append(f"platform is {info.platform}, expected {request.platform}")
         if problems:
-            with suppress(OrchestratorError):
-                self.remove_image(request.image)  # never leave a content tag on the wrong image
+            if not info.repo_tags:  # the wrong image is ours alone (a tagged one may be somebody's)
+                with suppress(OrchestratorError):
+                    self.remove_image(info.image_id)
             failure = log.failure(f"{request.node}: the image built has the wrong platform/key: {'; '.join(problems)}")
             if normalize(info.platform) != normalize(request.platform):
                 raise _PlatformsMixed.of(failure)
             raise failure
         return info
+
+    # --- step containers a killed build left (leftovers.py) ---------------------------------
+
+    def journal_builds_in(self, directory: Path) -> None:
+        """Journal each build's step containers under ``directory``; the first build then removes
+        those of earlier builds that did not end normally (dockerd killed mid-step)."""
+        self._journal = BuildJournal(directory, self._engine.url)
+
+    def _sweep_leftovers(self, log: _BuildLog) -> None:
+        with self._sweep_lock:
+            if self._swept:
+                return
+            self._swept = True
+            for leftover in self._journal.sweep(self._remove_leftover):
+                log.line(f"# removed the step container {leftover.container_id} left by build process {leftover.pid}")
+
+    def _remove_leftover(self, container_id: str) -> bool:
+        """``docker rm -f`` the container whose full ID starts with ``container_id``; True once it is gone.
+
+        Listed by ID, not inspected: inspecting resolves names too, and a name is not an ID.
+        """
+        with suppress(OrchestratorError):
+            api = self._engine.client()
+            with self._engine.errors(f"removing the step container {container_id}"):
+                found = api.containers(all=True, quiet=True, filters={"id": container_id})
+                matches = [c["Id"] for c in found if str(c["Id"]).startswith(container_id)]
+                if len(matches) == 1:
+                    with suppress(sdk().errors.NotFound):
+                        api.remove_container(matches[0], force=True)
+            return True  # removed, gone, or an ambiguous prefix, which is nobody's to remove
+        return False
 
     # --- errors ------------------------------------------------------------------------------
 
@@ -288,8 +362,8 @@ def _raise_stream_error(message: Mapping[str, Any], verb: str, reference: str) -
 
 def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]:
     """The query of ``POST /build``, as ``APIClient.build`` would make it."""
+    # No "t": the image stays untagged until the pipeline has checked it (see the module docstring).
     params = {
-        "t": request.image,
         "dockerfile": request.dockerfile_path,
         "q": "0",
         "pull": "0",
@@ -321,13 +395,18 @@ def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLo
         raise failure
     if "stream" in message:
         log.write(str(message["stream"]))
+        log.containers.note(str(message["stream"]))
     if "status" in message:
         prefix = f"{message['id']}: " if message.get("id") else ""
         log.line(f"{prefix}{message['status']}")
     aux = message.get("aux")
     if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
         return str(aux["ID"])
-    return None
+    built = _SUCCESSFULLY_BUILT.search(str(message.get("stream") or ""))
+    return built.group(1) if built else None  # engines that send no aux message; inspect expands the short ID
+
+
+_SUCCESSFULLY_BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$", re.MULTILINE)
 
 
 def _decode(raw: bytes) -> Mapping[str, Any]:
@@ -359,6 +438,55 @@ def _shutdown_when_set(cancel: threading.Event, response: Any) -> Iterator[None]
     finally:
         done.set()
         watcher.join()
+
+
+class _Watchdog:
+    """Pings the engine while a build stream is quiet; ``expired`` once it has not answered for ``timeout``.
+
+    A quiet RUN step is normal, so silence alone proves nothing: only an engine that answers no
+    ping (dockerd stopped, hung or gone) ends the build, by shutting the stream's socket down.
+    """
+
+    def __init__(self, engine: EngineConnection, timeout: float, response: Any) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._response = response
+        self._interval = min(PING_INTERVAL_S, max(timeout / 4, 0.2))
+        self._last_sign_of_life = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="docker-engine-watchdog", daemon=True)
+        self.expired = False
+
+    def heard(self) -> None:
+        """The engine sent something."""
+        self._last_sign_of_life = time.monotonic()
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval):
+            if time.monotonic() - self._last_sign_of_life < self._interval:
+                continue
+            with suppress(OrchestratorError):
+                self._engine.ping(timeout=self._interval)
+                self.heard()
+            if time.monotonic() - self._last_sign_of_life >= self._timeout:
+                self.expired = True
+                _shutdown(self._response)
+                return
+
+
+def _socket_timeout(response: Any, timeout: float | None) -> None:
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            sock.settimeout(timeout)
 
 
 def _shutdown(response: Any) -> None:
@@ -407,6 +535,7 @@ class _BuildLog:
         self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in __exit__)
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._partial = ""  # output not yet ended by a newline
+        self.containers = Entry(None, "")  # the build's journal entry (leftovers.py), set by build()
 
     def __enter__(self) -> _BuildLog:
         return self

@@ -91,16 +91,20 @@ class EngineConnection:
                 self._native_platform = known
         return known
 
-    def get_json(self, path: str, action: str) -> Any:
+    def ping(self, *, timeout: float | None = None) -> None:
+        """Raise DaemonUnavailable unless the engine answers ``/_ping`` within ``timeout`` (default: the client's)."""
+        self.get_json("/_ping", "ping", timeout=timeout)
+
+    def get_json(self, path: str, action: str, *, timeout: float | None = None) -> Any:
         """``GET path`` (``/images/json``) decoded; over the socket itself for a local engine."""
         socket_path = self._plain_unix_socket()
         if socket_path is None:
             api = self.client()
             with self.errors(action):
-                response = api._get(api._url(path))
+                response = api._get(api._url(path), timeout=timeout or self.timeout)
                 api._raise_for_status(response)
                 return response.json() if path != "/_ping" else response.text
-        connection = _UnixConnection(socket_path, self.timeout)
+        connection = _UnixConnection(socket_path, timeout or self.timeout)
         try:
             connection.request("GET", path, headers={"Host": "docker"})
             response = connection.getresponse()

@@ -1,7 +1,8 @@
 """An in-memory Executor for tests of the planner and the scheduler: no daemon, no files.
 
-``FakeExecutor`` records every BuildRequest in the order received, "builds" an image per request
-(its labels are the request's, so the key label is whatever the planner put there), fails the nodes
+``FakeExecutor`` records every BuildRequest in the order received, "builds" an untagged image per
+request (its labels are the request's, so the key label is whatever the planner put there) after
+writing its context tar to nowhere with the request's ContextCheck, as the real executor does, fails the nodes
 it is told to, takes as long as it is told to (cancellably), and notes the most builds it saw at
 once. It is safe to call from the scheduler's worker threads.
 
@@ -12,6 +13,7 @@ once. It is safe to call from the scheduler's worker threads.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import types
 from collections.abc import Callable, Collection, Mapping
@@ -214,10 +216,11 @@ class FakeExecutor:
             raise self._failure(request, f"{request.node}: cancelled")
         if self._fails(request):
             raise self._failure(request, f"{request.node}: The command '/bin/sh -c make' returned a non-zero code: 2")
+        if request.context_check is not None:
+            _send_nowhere(request)
         image_id = _image_id(request.image, request.platform, dict(request.labels))
         with self._lock:
-            image = self.images.setdefault(image_id, FakeImage(image_id, dict(request.labels), request.platform))
-            self._point(request.image, image)
+            self.images.setdefault(image_id, FakeImage(image_id, dict(request.labels), request.platform))
             self._built.append(request.image)
         self._log(request, ["Step 1/1 : fake build", f"Successfully built {image_id[7:19]}"])
         return BuildResult(image_id=image_id, duration_s=duration)
@@ -258,6 +261,21 @@ class FakeExecutor:
         old = self._references.pop(reference, None)
         if old is not None:
             self.images[old].tags.discard(reference)
+
+
+def _send_nowhere(request: BuildRequest) -> None:
+    """Write the request's context tar to a sink, with its ContextCheck (InputChanged when it fails)."""
+    from orchestrator.tarball import write_context_tar
+
+    with open(os.devnull, "wb") as sink:
+        write_context_tar(
+            sink,
+            request.context,
+            dockerfile_path=request.dockerfile_path,
+            dockerfile_text=request.dockerfile_text,
+            extra_files=request.extra_files,
+            check=request.context_check,
+        )
 
 
 def _full(reference: str) -> str:

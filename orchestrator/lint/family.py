@@ -243,7 +243,7 @@ class FamilyChecks:
         if node not in self._parsed:
             target = self._image(node.label)
             if target.dockerfile not in self._texts:
-                self._texts[target.dockerfile] = (self.root / target.dockerfile).read_text()
+                self._texts[target.dockerfile] = df.read(self.root / target.dockerfile, path=target.dockerfile)
             text = self._texts[target.dockerfile]
             info = df.analyze_image(target, text, node.platform)
             configs = df.stage_configs(text, path=target.dockerfile)

@@ -124,7 +124,7 @@ def _line_naming(path: Path, rule: str) -> int | None:
     """The first line of a BUILD file with ``"rule"`` quoted (None when a macro sets it elsewhere)."""
     pattern = re.compile(rf"""["']{re.escape(rule)}["']""")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     return next((n for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)), None)

@@ -6,6 +6,7 @@ skipped integration test would pass for the wrong reason: there they fail.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -15,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +25,9 @@ from orchestrator.executor.docker import DockerExecutor
 from orchestrator.label import Label
 from orchestrator.model import Node
 from orchestrator.platforms import host_platform
+
+if TYPE_CHECKING:
+    from tests.engines import PrivateEngine
 
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
@@ -80,10 +84,43 @@ def busybox_image(docker_engine: DockerExecutor, tmp_path_factory: pytest.TempPa
         log_path=str(work / "build.log"),
     )
     try:
-        docker_engine.build(request, threading.Event())
+        result = docker_engine.build(request, threading.Event())
     except BuildFailed as exc:
         pytest.fail(f"building the busybox base failed: {exc}\n{exc.log_tail}")
+    docker_engine.tag(result.image_id, *BUSYBOX_IMAGE.split(":"))
     return BUSYBOX_IMAGE
+
+
+@pytest.fixture
+def private_engine() -> Iterator[PrivateEngine]:
+    """A Docker Engine of the test's own (``tests/engines.py``), holding ``BUSYBOX_IMAGE``: one a
+    fault test may kill -9, freeze or restart. Point the CLI at it with ``DOCKER_HOST=engine.url``.
+
+    Needs root, dockerd and containerd; without them it skips (fails in CI). Starts in about 0.5 s.
+    """
+    with _private_engine() as engine:
+        yield engine
+
+
+@pytest.fixture
+def small_disk_engine() -> Iterator[PrivateEngine]:
+    """A private engine whose data-root (its /var/lib/docker) is a 96 MB file system: one that fills up."""
+    with _private_engine(data_size_mb=96) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def _private_engine(data_size_mb: int | None = None) -> Iterator[PrivateEngine]:
+    from tests.engines import EngineStartError, running_engine
+
+    _check_static_busybox()
+    with contextlib.ExitStack() as stack:
+        try:
+            engine = stack.enter_context(running_engine(data_size_mb=data_size_mb))
+        except EngineStartError as exc:
+            _unavailable(f"cannot start a private Docker Engine: {exc}")
+        engine.import_rootfs(BUSYBOX_IMAGE, _rootfs_tar())
+        yield engine
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 from orchestrator.context import context_entries
+from orchestrator.context_digest import ContextCheck, digest_manifest, inputs_manifest
+from orchestrator.digests import hash_bytes
+from orchestrator.errors import InputChanged
 from orchestrator.executor.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable
 from orchestrator.executor.docker import DockerExecutor
 from orchestrator.label import Label
@@ -58,14 +61,14 @@ def test_build_produces_an_image_with_the_key_label_and_the_labels(
     request = _request(tmp_path, scratch_repo, body, base=busybox_image, files={"hello.txt": "hi\n", "run.sh": RUN_SH})
     request = dataclasses.replace(request, build_args=(("GREETING", "hi"),))
     result = docker_engine.build(request, threading.Event())
-    info = docker_engine.inspect(request.image)
+    assert docker_engine.inspect(request.image) is None  # built untagged: the pipeline tags it once checked
+    info = docker_engine.inspect(result.image_id)
     assert info is not None
-    assert info.image_id == result.image_id
     assert result.image_id.startswith("sha256:")
     assert info.labels[KEY_LABEL] == request.key
     assert info.labels["org.opencontainers.image.revision"] == "abc123"
     assert info.platform == host_platform()
-    assert request.image in info.repo_tags
+    assert info.repo_tags == ()
     log = Path(request.log_path).read_text()
     assert "run.sh-ran" in log
     assert f"FROM {busybox_image}" in log  # the rebound text, not the user's Dockerfile
@@ -143,8 +146,31 @@ def test_changed_input_fails_the_build(
 ) -> None:
     request = _request(tmp_path, scratch_repo, "COPY hello.txt /\n", base=busybox_image, files={"hello.txt": "hi\n"})
     (tmp_path / "ctx/hello.txt").write_text("hello again\n")
-    with pytest.raises(BuildFailed, match=r"hello\.txt changed during the build"):
+    with pytest.raises(InputChanged, match=r"hello\.txt changed during the build"):
         docker_engine.build(request, threading.Event())
+
+
+def test_same_size_edit_after_hashing_is_caught_before_anything_is_sent(
+    docker_engine: DockerExecutor, busybox_image: str, scratch_repo: str, tmp_path: Path, docker_api: Any
+) -> None:
+    request = _request(tmp_path, scratch_repo, "COPY hello.txt /\n", base=busybox_image, files={"hello.txt": "hi\n"})
+    hashes = {e.path: hash_bytes((tmp_path / "ctx" / e.path).read_bytes(), "xxh3") for e in request.context}
+    hashes["Dockerfile"] = "dockerfile-hash"  # the request's Dockerfile replaces the context's
+    check = ContextCheck(
+        node=str(request.node),
+        algorithm="xxh3",
+        expected=digest_manifest(inputs_manifest("dockerfile-hash", request.context, hashes), "xxh3"),
+        dockerfile_hash="dockerfile-hash",
+        dockerfile_entry="Dockerfile",
+    )
+    request = dataclasses.replace(request, context_check=check)
+    docker_engine.build(request, threading.Event())  # the check passes while nothing changed
+    ours = {"label": f"{TEST_LABEL}={scratch_repo}"}  # every image this test's builds make, intermediate too
+    images_before = set(docker_api.images(all=True, quiet=True, filters=ours))
+    (tmp_path / "ctx/hello.txt").write_text("ho\n")  # the same size: only the content tells
+    with pytest.raises(InputChanged, match=r"an input changed after it was hashed"):
+        docker_engine.build(request, threading.Event())
+    assert set(docker_api.images(all=True, quiet=True, filters=ours)) == images_before  # the engine received nothing
 
 
 def test_inspect_of_a_missing_image_is_none(docker_engine: DockerExecutor, scratch_repo: str) -> None:

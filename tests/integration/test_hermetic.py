@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
+import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import docker
@@ -30,12 +32,61 @@ class _Pong(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def bridge_gateway(network: Mapping[str, Any], interface_address: Callable[[str], str | None]) -> str:
+    """This host's address on the engine's default bridge, as a container on it reaches the host.
+
+    A dockerd started with ``--bip`` or ``--bridge`` reports ``IPAM.Config[].Gateway``; a fresh one
+    (scripts/start-docker on a fresh machine) reports only the subnet. Then the bridge interface
+    (``docker0``) holds the address; failing that, dockerd gives the gateway the subnet's first address.
+    """
+    configs = (network.get("IPAM") or {}).get("Config") or []
+    for config in configs:
+        if config.get("Gateway") and ":" not in config["Gateway"]:
+            return str(config["Gateway"])
+    interface = (network.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+    address = interface_address(interface)
+    if address is not None:
+        return address
+    for config in configs:
+        subnet = ipaddress.ip_network(config.get("Subnet") or "::/128", strict=False)
+        if subnet.version == 4:
+            return str(subnet.network_address + 1)
+    raise AssertionError(f"cannot tell this host's address on the bridge from {network}")
+
+
+def interface_ipv4(interface: str) -> str | None:
+    """The IPv4 address of a network interface of this host (``ip -4 addr show``), or None."""
+    try:
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", interface], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:  # no iproute2
+        return None
+    words = out.split()
+    return words[words.index("inet") + 1].partition("/")[0] if "inet" in words else None
+
+
+@pytest.mark.parametrize(
+    ("network", "interface", "expected"),
+    [
+        ({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]}}, None, "172.17.0.1"),
+        ({"IPAM": {"Config": [{"Subnet": "172.18.0.0/16"}]}, "Options": {}}, "172.18.0.7", "172.18.0.7"),
+        ({"IPAM": {"Config": [{"Subnet": "fd00::/64"}, {"Subnet": "172.19.0.0/16"}]}}, None, "172.19.0.1"),
+    ],
+    ids=["reported", "from-the-interface", "first-address-of-the-subnet"],
+)
+def test_bridge_gateway_without_a_reported_gateway(
+    network: Mapping[str, Any], interface: str | None, expected: str
+) -> None:
+    assert bridge_gateway(network, lambda name: interface) == expected
+
+
 @pytest.fixture
 def host_server(docker_engine: object) -> Iterator[str]:
     """An HTTP server on this host that containers reach through the bridge's gateway: ``ip:port``."""
     client = docker.APIClient()
     try:
-        gateway = client.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
+        gateway = bridge_gateway(client.inspect_network("bridge"), interface_ipv4)
     finally:
         client.close()
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Pong)

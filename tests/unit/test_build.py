@@ -177,3 +177,76 @@ def test_plan_and_report_list_parents_before_children(family: ScratchWorkspace) 
     order = [str(r.node.label) for r in summary.reports]
     for parent, child in ALL_BUILT_ORDER_PARENTS:
         assert order.index(parent) < order.index(child)
+
+
+def test_no_cache_builds_the_selected_nodes_again_and_their_parents_stay_cached(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    run_build(family, executor)
+    executor.requests.clear()
+    summary = run_build(family, executor, "//lang/node:company-node-base", no_cache=True)
+    assert statuses(summary) == {
+        "//rootfs:debian": NodeStatus.CACHED,
+        "//base:company-base": NodeStatus.CACHED,
+        "//lang/node:company-node-base": NodeStatus.BUILT,
+    }
+    (request,) = executor.requests
+    assert request.no_cache  # without the engine's layer cache too
+    assert next(p.reason for p in summary.plan.nodes if p.forced) == "--no-cache"
+
+
+def test_a_record_is_distrusted_when_its_content_tag_names_another_image(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor()
+    first = run_build(family, executor, "//apps/static")
+    static = next(r for r in first.reports if str(r.node.label) == "//apps/static:static")
+    # Another image under the content tag, even one carrying the key label, is not the recorded one.
+    executor.add_image(static.tags[0], labels={"org.orchestrator.key": static.key, "other": "image"})
+    summary = run_build(family, executor, "//apps/static")
+    assert statuses(summary)["//apps/static:static"] is NodeStatus.BUILT
+    reason = next(p.reason for p in summary.plan.nodes if str(p.node.label) == "//apps/static:static")
+    assert "not the recorded" in reason
+
+
+def test_a_lost_cache_trusts_content_tags_with_the_key_label_and_remakes_their_records(
+    family: ScratchWorkspace, tmp_path: Path
+) -> None:
+    executor = FakeExecutor()
+    first = run_build(family, executor)
+    executor.requests.clear()
+    lost = ScratchWorkspace(root=family.root, cache_dir=tmp_path / "new-cache")
+    summary = run_build(lost, executor)
+    assert set(statuses(summary).values()) == {NodeStatus.CACHED}
+    assert executor.requests == []
+    with Store(lost.cache_dir) as store:
+        for report in first.reports:
+            record = Records(store).get(report.key)
+            assert record is not None
+            assert record.image_id == report.image_id
+
+
+def test_a_failed_build_leaves_no_content_tag(family: ScratchWorkspace) -> None:
+    executor = FakeExecutor(fail={"//apps/static:static"})
+    summary = run_build(family, executor, "//apps/static")
+    report = next(r for r in summary.reports if str(r.node.label) == "//apps/static:static")
+    assert report.status is NodeStatus.FAILED
+    assert not [ref for ref in executor.references() if ref.startswith("static:key-")]
+
+
+def test_dockerfile_edited_after_hashing_fails_with_input_changed(family: ScratchWorkspace) -> None:
+    """The Dockerfile is read once, for the request, and must be what the key hashed."""
+    family.write(
+        {"apps/static/BUILD": 'image(name = "static", context = "src")\n', "apps/static/src/main.c": "int x;\n"}
+    )
+    loaded = load(family.root)
+    executor = FakeExecutor()
+    with Store(family.cache_dir) as store:
+        build = Build(loaded, store, family.cache_dir, executor, BuildOptions())
+        plan = build.plan(loaded.graph.select(["//apps/static"]))
+        dockerfile = family.path("apps/static/Dockerfile")  # outside the context "src"
+        dockerfile.write_text(dockerfile.read_text().replace("-o /app", "-o /bin"))  # the same size
+        summary = build.run(plan)
+    report = next(r for r in summary.reports if str(r.node.label) == "//apps/static:static")
+    assert report.status is NodeStatus.FAILED
+    assert "an input changed after it was hashed" in (report.error or "")
+    assert executor.built == []
+    with Store(family.cache_dir) as store:
+        assert Records(store).get(report.key) is None

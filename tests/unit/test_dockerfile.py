@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import orchestrator.dockerfile as df
 from orchestrator.dockerfile import DockerfileInfo, ImageRef, StageConfig, analyze, rebind, stage_configs
-from orchestrator.errors import DockerfileError
+from orchestrator.errors import DockerfileError, Location
 
 
 def refs(text: str, **kwargs: Any) -> list[tuple[str, str, int]]:
@@ -905,3 +905,115 @@ def test_label_instruction_goes_at_the_end_of_the_target_stage() -> None:
 def test_label_instruction_is_appended_to_the_last_stage() -> None:
     assert df.with_label_instruction("FROM a\nRUN x", {"k": "v"}) == 'FROM a\nRUN x\nLABEL "k"="v"\n'
     assert df.with_label_instruction("FROM a\n", {}) == "FROM a\n"
+
+
+# --- A file that ends in a line continuation, and the LABEL appended after it ------------------------
+# Docker's classic builder (20.10, observed) ends an instruction continued into the end of the file
+# there, without the escape character: "RUN echo hi \" at the end runs "echo hi".
+
+
+def labelled(text: str) -> tuple[str, StageConfig]:
+    """``text`` with a LABEL appended, and what the last stage of the result reads as."""
+    out = df.with_label_instruction(text, {"k": "v"})
+    return out, stage_configs(out)[-1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("FROM a\nRUN echo hi \\", "FROM a\nRUN echo hi \n"),
+        ("FROM a\nRUN echo hi \\\n", "FROM a\nRUN echo hi \n"),
+        ("FROM a\nRUN echo hi \\  \t\n", "FROM a\nRUN echo hi   \t\n"),
+        ("FROM a\nRUN echo hi \\\r\n", "FROM a\nRUN echo hi \r\n"),
+        ("FROM a\nRUN echo \\\n  hi \\\n# a comment\n\n", "FROM a\nRUN echo \\\n  hi \n# a comment\n\n"),
+        ("# escape=`\nFROM a\nRUN echo hi `", "# escape=`\nFROM a\nRUN echo hi \n"),
+        ("\ufeffFROM a \\", "\ufeffFROM a \n"),
+    ],
+)
+def test_label_after_a_continuation_into_the_end_ends_it_without_the_escape(text: str, expected: str) -> None:
+    out, config = labelled(text)
+    assert out == expected + 'LABEL "k"="v"\n'
+    assert config.labels == (("k", "v"),)  # a LABEL of its own, not words of the RUN
+
+
+def test_label_after_a_comment_ending_in_a_backslash_changes_nothing_before_it() -> None:
+    out, config = labelled("FROM a\nRUN echo hi\n# a comment \\")
+    assert out == 'FROM a\nRUN echo hi\n# a comment \\\nLABEL "k"="v"\n'
+    assert config.labels == (("k", "v"),)
+
+
+def test_backslash_is_no_continuation_under_the_backtick_escape_directive() -> None:
+    out, config = labelled("# escape=`\nFROM a\nRUN echo hi \\")
+    assert out == '# escape=`\nFROM a\nRUN echo hi \\\nLABEL "k"="v"\n'
+    assert config.labels == (("k", "v"),)
+
+
+def test_escaped_escape_character_at_the_end_of_a_line_is_no_continuation() -> None:
+    # BuildKit's rule: the escape character continues a line unless another one precedes it.
+    assert len(analyze("FROM a\nRUN echo a\\\\\nFROM b\n").stages) == 2
+    assert len(analyze("# escape=`\nFROM a\nRUN echo a``\nFROM b\n").stages) == 2
+    assert len(analyze("FROM a\nRUN echo \\\n\\\nFROM b\n").stages) == 1  # a lone escape character continues
+    out, config = labelled("FROM a\nRUN echo a\\\\")
+    assert out == 'FROM a\nRUN echo a\\\\\nLABEL "k"="v"\n'
+    assert config.labels == (("k", "v"),)
+
+
+def test_heredoc_ending_the_file_keeps_its_body() -> None:
+    out, config = labelled("FROM a\nRUN <<EOF\necho hi \\\nEOF\n")
+    assert out == 'FROM a\nRUN <<EOF\necho hi \\\nEOF\nLABEL "k"="v"\n'
+    assert config.labels == (("k", "v"),)
+
+
+def test_continuation_at_the_end_of_a_stage_before_the_next_from_is_not_possible() -> None:
+    # The FROM is part of the RUN, so there is one stage and the LABEL goes at the end.
+    out, config = labelled("FROM a AS one\nRUN echo \\\nFROM b\n")
+    assert len(analyze(out).stages) == 1
+    assert out.endswith('FROM b\nLABEL "k"="v"\n')
+    assert config.labels == (("k", "v"),)
+
+
+def test_continuation_into_the_end_after_an_escape_character_cannot_be_ended() -> None:
+    # Docker runs "echo a\" here; no line ends in "\" without continuing into the LABEL.
+    problem = error("FROM a\nRUN echo a\\ \\\n# c\n")
+    assert problem.location == Location("Dockerfile", 2)
+    assert "remove the last '\\\\'" in problem.message
+
+
+def _label_text(excluded: str) -> st.SearchStrategy[str]:
+    return st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r$" + excluded), max_size=12)
+
+
+# "$" reads back as unknown, a newline cannot be written, and Docker splits a LABEL word at its first "=".
+@given(st.sampled_from(["\\", "`"]), _label_text("="), _label_text(""))
+def test_label_words_read_back_under_either_escape_character(escape: str, key: str, value: str) -> None:
+    text = f"# escape={escape}\nFROM a\nRUN x {escape}"
+    out = df.with_label_instruction(text, {f"k{key}": value})
+    assert stage_configs(out)[-1].labels == ((f"k{key}", value),)
+
+
+def test_label_instruction_counts_lines_as_the_analysis_does() -> None:
+    # "\x0c" and "\u2028" end lines for str.splitlines(), not for Docker: the LABEL still goes before FROM.
+    text = "FROM a AS one\nRUN x # \x0c \u2028 y\nFROM b\n"
+    out = df.with_label_instruction(text, {"k": "v"}, target="one")
+    assert out == 'FROM a AS one\nRUN x # \x0c \u2028 y\nLABEL "k"="v"\nFROM b\n'
+
+
+# --- Reading the bytes --------------------------------------------------------------------------------
+
+
+def test_decode_names_the_file_line_and_column_of_a_byte_that_is_not_utf8() -> None:
+    with pytest.raises(DockerfileError) as caught:
+        df.decode(b"FROM a\nRUN echo \xc3\xa9 \xff\n", path="x/Dockerfile")  # "é" is one character
+    assert caught.value.location == Location("x/Dockerfile", 2, 12)
+    assert "not valid UTF-8 (byte 0xff)" in caught.value.message
+
+
+def test_decode_keeps_a_byte_order_mark_for_the_analysis() -> None:
+    text = df.decode(b"\xef\xbb\xbfFROM a\n", path="Dockerfile")
+    assert text == "\ufeffFROM a\n"
+    assert analyze(text).stages[0].base == "a"
+
+
+def test_words_are_split_with_the_files_escape_character() -> None:
+    # Under "# escape=`" a backslash escapes nothing: "a\" is a whole quoted word.
+    assert stage_configs('# escape=`\nFROM a\nLABEL k="a\\" j="`"b"\n')[0].labels == (("k", "a\\"), ("j", '"b'))

@@ -33,19 +33,20 @@ def _request(
     )
 
 
-def test_build_records_the_request_and_stores_a_labelled_image() -> None:
+def test_build_records_the_request_and_stores_a_labelled_untagged_image() -> None:
     fake = FakeExecutor()
     request = _request(platform="linux/arm64/v8")
     result = fake.build(request, threading.Event())
     assert fake.requests == [request]
     assert fake.built == [request.image]
-    info = fake.inspect(request.image)
+    assert fake.inspect(request.image) is None  # the pipeline tags it, once it is checked
+    info = fake.inspect(result.image_id)
     assert info is not None
     assert info.image_id == result.image_id
     assert info.labels[KEY_LABEL] == "k1"
     assert info.labels["org.opencontainers.image.revision"] == "abc123"
     assert (info.os, info.architecture, info.variant) == ("linux", "arm64", "v8")
-    assert info.repo_tags == (request.image,)
+    assert info.repo_tags == ()
 
 
 def test_same_request_builds_the_same_image_id() -> None:
@@ -139,7 +140,7 @@ def test_tag_points_a_reference_at_an_image_and_moves_it() -> None:
     info = fake.inspect("example/web:latest")
     assert info is not None
     assert info.image_id == second
-    assert fake.images[first].tags == {"example/web:key-k1"}
+    assert fake.images[first].tags == set()  # built untagged; "latest" moved away
 
 
 def test_tag_of_an_unknown_image_fails() -> None:

@@ -1,0 +1,119 @@
+"""A frozen engine (dockerd stopped with SIGSTOP mid-build), or one whose disk is full: one clear line.
+
+The engine is a private one (``private_engine``), so freezing it harms nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.integration.conftest import BUSYBOX_IMAGE
+from tests.invariants import assert_invariants
+from tests.workspaces import ScratchWorkspace
+
+if TYPE_CHECKING:
+    from tests.engines import PrivateEngine
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(ws: ScratchWorkspace, engine: PrivateEngine, *args: str) -> tuple[list[str], dict[str, str]]:
+    argv = [sys.executable, "-m", "orchestrator", "--workspace", str(ws.root), "--cache-dir", str(ws.cache_dir)]
+    return [*argv, *args], {**os.environ, "DOCKER_HOST": engine.url}
+
+
+def _write(ws: ScratchWorkspace, repository: str, seconds: int) -> None:
+    ws.write(
+        {
+            "quiet/BUILD": f'image(name = "quiet", repository = "{repository}")\n',
+            # A RUN step that prints nothing for its whole length.
+            "quiet/Dockerfile": f"FROM {BUSYBOX_IMAGE}\nRUN sleep {seconds} && echo {repository} > /done\n",
+        }
+    )
+
+
+def test_frozen_engine_fails_the_node_naming_the_engine_and_timeout(
+    workspace: ScratchWorkspace, private_engine: PrivateEngine
+) -> None:
+    repository = f"ot-{uuid.uuid4().hex[:8]}"
+    _write(workspace, repository, 60)
+    argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "4")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not private_engine.container_ids():
+        time.sleep(0.2)  # until the RUN step's container exists
+    assert private_engine.container_ids(), "the build never reached its RUN step"
+    private_engine.sigstop()
+    frozen_at = time.monotonic()
+    try:
+        out, _ = process.communicate(timeout=60)
+        took = time.monotonic() - frozen_at
+    finally:
+        private_engine.sigcont()
+    assert process.returncode == 1, out
+    assert "did not answer for 4 s" in out
+    assert private_engine.url in out
+    assert "Traceback" not in out
+    assert 4 <= took < 20, f"the frozen engine was given up after {took:.1f} s"
+
+
+def test_quiet_steps_are_not_a_frozen_engine_and_a_later_build_converges(
+    workspace: ScratchWorkspace, private_engine: PrivateEngine
+) -> None:
+    repository = f"ot-{uuid.uuid4().hex[:8]}"
+    _write(workspace, repository, 60)
+    argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "2")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not private_engine.container_ids():
+        time.sleep(0.2)
+    private_engine.sigstop()
+    try:
+        out, _ = process.communicate(timeout=60)
+    finally:
+        private_engine.sigcont()
+    assert process.returncode == 1, out
+    # A RUN step silent for three times the engine timeout is fine while the engine answers pings.
+    _write(workspace, repository, 6)
+    report = workspace.root.parent / "report.json"
+    argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "2", "--report", str(report))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (node,) = json.loads(report.read_text())["nodes"]
+    assert node["status"] == "built"
+    api = private_engine.client()
+    assert api.inspect_image(f"{repository}:latest")["Config"]["Labels"]["org.orchestrator.key"] == node["key"]
+    assert_invariants(Path(workspace.cache_dir), api)
+
+
+def test_full_engine_disk_fails_the_node_with_the_engine_s_words_and_records_nothing(
+    workspace: ScratchWorkspace, small_disk_engine: PrivateEngine
+) -> None:
+    """/var/lib/docker full: the node fails (exit 1) with "no space left on device"; nothing is recorded."""
+    repository = f"ot-{uuid.uuid4().hex[:8]}"
+    workspace.write(
+        {
+            "big/BUILD": f'image(name = "big", repository = "{repository}")\n',
+            "big/Dockerfile": f"FROM {BUSYBOX_IMAGE}\nRUN dd if=/dev/zero of=/big bs=1M count=200\n",
+        }
+    )
+    report = workspace.root.parent / "report.json"
+    argv, env = _cli(workspace, small_disk_engine, "build", "--report", str(report))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "no space left on device" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+    (node,) = json.loads(report.read_text())["nodes"]
+    assert node["status"] == "failed"
+    api = small_disk_engine.client()
+    assert not [t for i in api.images() for t in i.get("RepoTags") or () if t.startswith(repository)]
+    assert_invariants(Path(workspace.cache_dir), api, [repository])

@@ -1,0 +1,238 @@
+"""A key names exactly one image: racing edits, removed content tags and --no-cache (issue: step 6).
+
+The races are timed with a slow parent: its ``RUN sleep`` holds the child back after every key was
+computed, and the test edits the child's inputs during that window. Whatever happens to that build,
+every image a record or a content tag names afterwards holds the content of its key.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.invariants import assert_invariants, records
+from tests.workspaces import ScratchWorkspace
+
+pytestmark = pytest.mark.integration
+
+SLOW_S = 6  # the parent's RUN step: the window in which the child's inputs are edited
+
+
+class SlowFamily:
+    """``slow`` (a parent whose build takes SLOW_S seconds) and ``child`` built on it."""
+
+    def __init__(self, ws: ScratchWorkspace, busybox: str, *, child_files: dict[str, str], child_build: str) -> None:
+        self.ws = ws
+        self.prefix = f"ot-{uuid.uuid4().hex[:8]}"
+        p = self.prefix
+        ws.write(
+            {
+                "slow/BUILD": f'image(name = "slow", repository = "{p}-slow")\n',
+                # The unique token keeps the engine's layer cache from making the parent fast.
+                "slow/Dockerfile": f"FROM {busybox}\nRUN sleep {SLOW_S} && echo {p} > /slow.txt\n",
+                "child/BUILD": child_build.format(p=p),
+                **child_files,
+            }
+        )
+
+    def cli(self, *args: str) -> list[str]:
+        root, cache = str(self.ws.root), str(self.ws.cache_dir)
+        return [sys.executable, "-m", "orchestrator", "--workspace", root, "--cache-dir", cache, *args]
+
+    def build(self, *args: str) -> tuple[int, dict[str, Any], str]:
+        report = self.ws.root.parent / f"report-{uuid.uuid4().hex[:6]}.json"
+        done = subprocess.run(self.cli("build", "--report", str(report), *args), capture_output=True, text=True)
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return done.returncode, data, done.stderr
+
+    def start_build(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.cli("build"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_until_slow_builds(self) -> None:
+        """Until the parent's build has started (every key is computed by then)."""
+        logs = self.ws.cache_dir / "logs" / "slow__slow"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if logs.is_dir() and any(logs.iterdir()):
+                time.sleep(1.0)  # well into the RUN step
+                return
+            time.sleep(0.1)
+        pytest.fail("the slow parent never started building")
+
+    def key(self, label: str) -> str:
+        (line,) = self.ws.lines("hash", label)
+        return line.split()[2]
+
+
+@pytest.fixture
+def cleanup_prefix() -> Iterator[list[str]]:
+    prefixes: list[str] = []
+    yield prefixes
+    client = docker.APIClient()
+    for image in client.images():
+        for tag in image.get("RepoTags") or []:
+            if any(tag.startswith(p) for p in prefixes):
+                client.remove_image(tag, force=True)
+
+
+def file_in(image: str, path: str) -> str:
+    client = docker.from_env()
+    try:
+        return bytes(client.containers.run(image, ["cat", path], remove=True)).decode()
+    finally:
+        client.close()
+
+
+def content_of_each_key(family: SlowFamily, label: str, contents: dict[str, str], path: str) -> None:
+    """Every record of ``label`` whose content tag exists names an image holding ``contents[key]``."""
+    api = docker.APIClient()
+    checked = 0
+    for record in records(family.ws.cache_dir):
+        if record.label != label:
+            continue
+        try:
+            api.inspect_image(record.image)
+        except docker.errors.NotFound:
+            continue
+        assert record.key in contents, f"a record for a key nobody hashed: {record}"
+        assert file_in(record.image, path) == contents[record.key], f"{record.image} holds another key's content"
+        checked += 1
+    assert_invariants(family.ws.cache_dir, api)
+    assert checked, f"no image of {label} to check"
+
+
+def test_dockerfile_outside_context_edited_while_parent_builds(
+    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+) -> None:
+    """Issue item 1: the image holds the Dockerfile text its key was computed from, or nothing is built."""
+    family = SlowFamily(
+        workspace,
+        busybox_image,
+        child_build='image(name = "child", repository = "{p}-child", context = "ctx")\n',
+        child_files={"child/ctx/data.txt": "data\n"},
+    )
+    cleanup_prefix.append(family.prefix)
+    dockerfile = workspace.path("child/Dockerfile")
+    dockerfile.write_text(f"FROM {family.prefix}-slow\nRUN echo A > /version.txt\n")
+    key_a = family.key("//child")
+    process = family.start_build()
+    family.wait_until_slow_builds()
+    dockerfile.write_text(f"FROM {family.prefix}-slow\nRUN echo B > /version.txt\n")  # same size
+    out, _ = process.communicate(timeout=120)
+    key_b = family.key("//child")
+    assert key_a != key_b
+    assert process.returncode == 1, out
+    assert "an input changed" in out
+    assert "Traceback" not in out
+    # The next build converges on the new text, and each key's image holds its own text.
+    code, report, err = family.build()
+    assert code == 0, err
+    child = next(n for n in report["nodes"] if n["label"] == "//child:child")
+    assert (child["status"], child["key"]) == ("built", key_b)
+    content_of_each_key(family, "//child:child", {key_a: "A\n", key_b: "B\n"}, "/version.txt")
+
+
+def test_same_size_context_edit_of_a_node_whose_content_tag_was_removed(
+    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+) -> None:
+    """Issue item 2: a failed build leaves no content tag, and an old record never trusts a wrong image."""
+    family = SlowFamily(
+        workspace,
+        busybox_image,
+        child_build='image(name = "child", repository = "{p}-child")\n',
+        child_files={"child/Dockerfile": "FROM {p}-slow\nCOPY data.txt /data.txt\n", "child/data.txt": "AAAA\n"},
+    )
+    cleanup_prefix.append(family.prefix)
+    workspace.write({"child/Dockerfile": f"FROM {family.prefix}-slow\nCOPY data.txt /data.txt\n"})
+    code, _, err = family.build()
+    assert code == 0, err
+    key_a = family.key("//child")
+    # Both images go (their layers too, so the parent is slow again); the records stay.
+    api = docker.APIClient()
+    for name in ("child", "slow"):
+        api.remove_image(api.inspect_image(f"{family.prefix}-{name}:latest")["Id"], force=True)
+    process = family.start_build()
+    family.wait_until_slow_builds()
+    workspace.write({"child/data.txt": "BBBB\n"})  # the same size
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, out
+    assert "an input changed" in out
+    assert "Traceback" not in out
+    with pytest.raises(docker.errors.NotFound):
+        api.inspect_image(f"{family.prefix}-child:key-{key_a}")  # the failed build left no content tag
+    assert_invariants(workspace.cache_dir, api)
+    code, report, err = family.build()
+    assert code == 0, err
+    key_b = family.key("//child")
+    statuses = {n["label"]: (n["status"], n["key"]) for n in report["nodes"]}
+    assert statuses["//child:child"] == ("built", key_b)
+    content_of_each_key(family, "//child:child", {key_a: "AAAA\n", key_b: "BBBB\n"}, "/data.txt")
+
+
+def test_no_cache_builds_the_selected_nodes_again_and_not_their_parents(
+    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+) -> None:
+    """Issue item 3: --no-cache builds every selected node, without the engine's layer cache."""
+    p = f"ot-{uuid.uuid4().hex[:8]}"
+    cleanup_prefix.append(p)
+    workspace.write(
+        {
+            "base/BUILD": f'image(name = "base", repository = "{p}-base")\n',
+            "base/Dockerfile": f"FROM {busybox_image}\nRUN echo base > /base.txt\n",
+            "app/BUILD": f'image(name = "app", repository = "{p}-app")\n',
+            "app/Dockerfile": f"FROM {p}-base\nRUN echo app > /app.txt\n",
+        }
+    )
+    family = SlowFamily.__new__(SlowFamily)
+    family.ws = workspace
+    code, _, err = family.build()
+    assert code == 0, err
+    api = docker.APIClient()
+    first = api.inspect_image(f"{p}-app:latest")["Id"]
+    code, report, err = family.build("--no-cache", "//app")
+    assert code == 0, err
+    assert {n["label"]: n["status"] for n in report["nodes"]} == {"//base:base": "cached", "//app:app": "built"}
+    assert "built" in err.splitlines()[-1] or "1 built" in err
+    log = Path(next(n["log"] for n in report["nodes"] if n["label"] == "//app:app")).read_text()
+    assert "Using cache" not in log  # the engine's layer cache was not used
+    assert api.inspect_image(f"{p}-app:latest")["Id"] != first  # a new image (a new created time)
+    # Another --no-cache run builds it again too: the record written in between is not reused.
+    code, report, err = family.build("--no-cache", "//app")
+    assert code == 0, err
+    assert {n["label"]: n["status"] for n in report["nodes"]}["//app:app"] == "built"
+    assert_invariants(workspace.cache_dir, api)
+
+
+def test_a_local_base_of_another_architecture_fails_the_node_and_tags_nothing(
+    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+) -> None:
+    """The host's busybox is amd64 only: an arm64 node built on it is refused, never recorded or tagged."""
+    p = f"ot-{uuid.uuid4().hex[:8]}"
+    cleanup_prefix.append(p)
+    workspace.write(
+        {
+            "app/BUILD": f'image(name = "app", repository = "{p}-app", platforms = ["linux/arm64"])\n',
+            "app/Dockerfile": f"FROM {busybox_image}\nRUN echo {p} > /app.txt\n",
+        }
+    )
+    family = SlowFamily.__new__(SlowFamily)
+    family.ws = workspace
+    code, report, err = family.build()
+    assert code == 1, err
+    assert "platform is linux/amd64, expected linux/arm64" in err
+    assert "Traceback" not in err
+    (node,) = report["nodes"]
+    assert node["status"] == "failed"
+    api = docker.APIClient()
+    assert not [t for i in api.images() for t in i.get("RepoTags") or () if t.startswith(p)]
+    assert records(workspace.cache_dir) == []
+    assert_invariants(workspace.cache_dir, api, [f"{p}-app"])
