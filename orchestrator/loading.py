@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import loadcache
+from orchestrator.buildfile.budget import Budget
 from orchestrator.buildfile.loader import load_packages, load_settings
 from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
@@ -51,7 +53,9 @@ def load(
         if restored is not None:
             return LoadedWorkspace(workspace=workspace, packages=restored[0], graph=restored[1], lock=lock)
         witness = Witness(str(root))
-        witness.saw(str(workspace_file(root)))
+        found = workspace_file(root)
+        witness.saw(str(found))
+        witness.saw(os.path.realpath(found))  # a symlinked WORKSPACE: its target (checked to be inside)
         packages, graph = _load_fresh(root, settings, witness)
         loadcache.save(store, str(root), witness, started, packages, graph)
     return LoadedWorkspace(workspace=workspace, packages=packages, graph=graph, lock=lock)
@@ -60,6 +64,7 @@ def load(
 def _load_fresh(
     root: Path, settings: WorkspaceSettings, witness: Witness | None
 ) -> tuple[tuple[LoadedPackage, ...], TargetGraph]:
-    packages = tuple(load_packages(root, find_packages(root, witness), witness))
+    limits = Budget(timeout_s=settings.eval_timeout_s, memory_mb=settings.eval_memory_mb)
+    packages = tuple(load_packages(root, find_packages(root, witness), witness, limits=limits))
     targets = [t for p in packages for t in p.targets]
     return packages, build_graph(root, targets, settings, witness)

@@ -25,7 +25,7 @@ from orchestrator.adopt.writing import planned_files
 from orchestrator.buildfile.loader import load_packages, load_settings
 from orchestrator.buildfile.rules import PackageContext
 from orchestrator.buildfile.rules import image as image_rule
-from orchestrator.errors import OrchestratorError, WorkspaceError
+from orchestrator.errors import LoadInterrupted, OrchestratorError, WorkspaceError
 from orchestrator.graph import build_graph
 from orchestrator.model import Target, WorkspaceSettings
 from orchestrator.workspace import WORKSPACE_FILES, find_packages
@@ -45,6 +45,8 @@ def plan(root: Path, *, mapping: Path | None = None, force: bool = False) -> Ini
     if has_workspace:
         try:
             settings = load_settings(root)
+        except LoadInterrupted:
+            raise  # Ctrl-C / SIGTERM while evaluating: not a problem of the tree
         except OrchestratorError as error:
             problems.append(problem_from(error))
     candidates = collect_candidates(root, scan, entries, settings, problems)
@@ -88,6 +90,8 @@ def _load(root: Path, packages: Sequence[str], problems: list[Problem]) -> list[
         return []
     try:
         return [t for p in load_packages(root, packages) for t in p.targets]
+    except LoadInterrupted:
+        raise
     except OrchestratorError as error:
         problems.append(problem_from(error))
         return []
