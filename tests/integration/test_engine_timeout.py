@@ -41,25 +41,32 @@ def _write(ws: ScratchWorkspace, repository: str, seconds: int) -> None:
     )
 
 
-def test_frozen_engine_fails_the_node_naming_the_engine_and_timeout(
-    workspace: ScratchWorkspace, private_engine: PrivateEngine
-) -> None:
-    repository = f"ot-{uuid.uuid4().hex[:8]}"
-    _write(workspace, repository, 60)
-    argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "4")
+def _freeze_mid_build(ws: ScratchWorkspace, engine: PrivateEngine, timeout: int) -> tuple[int, str, float]:
+    """Start a build, SIGSTOP the engine once the RUN step's container exists, wait for the build to end.
+
+    Its exit code, output, and how long after the freeze it ended; the engine is running again afterwards.
+    """
+    argv, env = _cli(ws, engine, "build", "--engine-timeout", str(timeout))
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not private_engine.container_ids():
-        time.sleep(0.2)  # until the RUN step's container exists
-    assert private_engine.container_ids(), "the build never reached its RUN step"
-    private_engine.sigstop()
+    while time.monotonic() < deadline and not engine.container_ids():
+        time.sleep(0.2)
+    assert engine.container_ids(), "the build never reached its RUN step"
+    engine.sigstop()
     frozen_at = time.monotonic()
     try:
         out, _ = process.communicate(timeout=60)
-        took = time.monotonic() - frozen_at
+        return process.returncode, out, time.monotonic() - frozen_at
     finally:
-        private_engine.sigcont()
-    assert process.returncode == 1, out
+        engine.sigcont()
+
+
+def test_frozen_engine_fails_the_node_naming_the_engine_and_timeout(
+    workspace: ScratchWorkspace, private_engine: PrivateEngine
+) -> None:
+    _write(workspace, f"ot-{uuid.uuid4().hex[:8]}", 60)
+    code, out, took = _freeze_mid_build(workspace, private_engine, 4)
+    assert code == 1, out
     assert "did not answer for 4 s" in out
     assert private_engine.url in out
     assert "Traceback" not in out
@@ -71,17 +78,8 @@ def test_quiet_steps_are_not_a_frozen_engine_and_a_later_build_converges(
 ) -> None:
     repository = f"ot-{uuid.uuid4().hex[:8]}"
     _write(workspace, repository, 60)
-    argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "2")
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not private_engine.container_ids():
-        time.sleep(0.2)
-    private_engine.sigstop()
-    try:
-        out, _ = process.communicate(timeout=60)
-    finally:
-        private_engine.sigcont()
-    assert process.returncode == 1, out
+    code, out, _ = _freeze_mid_build(workspace, private_engine, 2)
+    assert code == 1, out
     # A RUN step silent for three times the engine timeout is fine while the engine answers pings.
     _write(workspace, repository, 6)
     report = workspace.root.parent / "report.json"

@@ -44,18 +44,11 @@ class SlowFamily:
             }
         )
 
-    def cli(self, *args: str) -> list[str]:
-        root, cache = str(self.ws.root), str(self.ws.cache_dir)
-        return [sys.executable, "-m", "orchestrator", "--workspace", root, "--cache-dir", cache, *args]
-
     def build(self, *args: str) -> tuple[int, dict[str, Any], str]:
-        report = self.ws.root.parent / f"report-{uuid.uuid4().hex[:6]}.json"
-        done = subprocess.run(self.cli("build", "--report", str(report), *args), capture_output=True, text=True)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return done.returncode, data, done.stderr
+        return build(self.ws, *args)
 
     def start_build(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.cli("build"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(cli(self.ws, "build"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def wait_until_slow_builds(self) -> None:
         """Until the parent's build has started (every key is computed by then)."""
@@ -73,6 +66,19 @@ class SlowFamily:
         return line.split()[2]
 
 
+def cli(ws: ScratchWorkspace, *args: str) -> list[str]:
+    root, cache = str(ws.root), str(ws.cache_dir)
+    return [sys.executable, "-m", "orchestrator", "--workspace", root, "--cache-dir", cache, *args]
+
+
+def build(ws: ScratchWorkspace, *args: str) -> tuple[int, dict[str, Any], str]:
+    """``orchestrator build`` in a subprocess: its exit code, its report and its stderr."""
+    report = ws.root.parent / f"report-{uuid.uuid4().hex[:6]}.json"
+    done = subprocess.run(cli(ws, "build", "--report", str(report), *args), capture_output=True, text=True)
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return done.returncode, data, done.stderr
+
+
 @pytest.fixture
 def cleanup_prefix() -> Iterator[list[str]]:
     prefixes: list[str] = []
@@ -82,6 +88,14 @@ def cleanup_prefix() -> Iterator[list[str]]:
         for tag in image.get("RepoTags") or []:
             if any(tag.startswith(p) for p in prefixes):
                 client.remove_image(tag, force=True)
+
+
+@pytest.fixture
+def prefix(cleanup_prefix: list[str]) -> str:
+    """A unique repository prefix; its images are removed afterwards."""
+    p = f"ot-{uuid.uuid4().hex[:8]}"
+    cleanup_prefix.append(p)
+    return p
 
 
 def file_in(image: str, path: str) -> str:
@@ -179,11 +193,10 @@ def test_same_size_context_edit_of_a_node_whose_content_tag_was_removed(
 
 
 def test_no_cache_builds_the_selected_nodes_again_and_not_their_parents(
-    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+    workspace: ScratchWorkspace, busybox_image: str, prefix: str
 ) -> None:
     """Issue item 3: --no-cache builds every selected node, without the engine's layer cache."""
-    p = f"ot-{uuid.uuid4().hex[:8]}"
-    cleanup_prefix.append(p)
+    p = prefix
     workspace.write(
         {
             "base/BUILD": f'image(name = "base", repository = "{p}-base")\n',
@@ -192,13 +205,11 @@ def test_no_cache_builds_the_selected_nodes_again_and_not_their_parents(
             "app/Dockerfile": f"FROM {p}-base\nRUN echo app > /app.txt\n",
         }
     )
-    family = SlowFamily.__new__(SlowFamily)
-    family.ws = workspace
-    code, _, err = family.build()
+    code, _, err = build(workspace)
     assert code == 0, err
     api = docker.APIClient()
     first = api.inspect_image(f"{p}-app:latest")["Id"]
-    code, report, err = family.build("--no-cache", "//app")
+    code, report, err = build(workspace, "--no-cache", "//app")
     assert code == 0, err
     assert {n["label"]: n["status"] for n in report["nodes"]} == {"//base:base": "cached", "//app:app": "built"}
     assert "built" in err.splitlines()[-1] or "1 built" in err
@@ -206,27 +217,24 @@ def test_no_cache_builds_the_selected_nodes_again_and_not_their_parents(
     assert "Using cache" not in log  # the engine's layer cache was not used
     assert api.inspect_image(f"{p}-app:latest")["Id"] != first  # a new image (a new created time)
     # Another --no-cache run builds it again too: the record written in between is not reused.
-    code, report, err = family.build("--no-cache", "//app")
+    code, report, err = build(workspace, "--no-cache", "//app")
     assert code == 0, err
     assert {n["label"]: n["status"] for n in report["nodes"]}["//app:app"] == "built"
     assert_invariants(workspace.cache_dir, api)
 
 
 def test_a_local_base_of_another_architecture_fails_the_node_and_tags_nothing(
-    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+    workspace: ScratchWorkspace, busybox_image: str, prefix: str
 ) -> None:
     """The host's busybox is amd64 only: an arm64 node built on it is refused, never recorded or tagged."""
-    p = f"ot-{uuid.uuid4().hex[:8]}"
-    cleanup_prefix.append(p)
+    p = prefix
     workspace.write(
         {
             "app/BUILD": f'image(name = "app", repository = "{p}-app", platforms = ["linux/arm64"])\n',
             "app/Dockerfile": f"FROM {busybox_image}\nRUN echo {p} > /app.txt\n",
         }
     )
-    family = SlowFamily.__new__(SlowFamily)
-    family.ws = workspace
-    code, report, err = family.build()
+    code, report, err = build(workspace)
     assert code == 1, err
     assert "platform is linux/amd64, expected linux/arm64" in err
     assert "Traceback" not in err
