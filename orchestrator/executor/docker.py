@@ -8,6 +8,8 @@ itself). Every SDK and HTTP exception is translated (``raise ... from exc``), by
     connection refused, no socket, timeouts    -> DaemonUnavailable (exit 2)
     an API error other than "no such image"    -> EngineError (exit 2)
     a build that ran and failed, or cancelled  -> BuildFailed (exit 1)
+    an engine silent past the engine timeout   -> BuildFailed (exit 1), naming the engine and timeout
+    a context that no longer has its key       -> InputChanged (exit 1), before anything is sent
 
 A build sends the orchestrator's own context tar (``tarball``), so the engine receives exactly the
 hashed files, with the rebound Dockerfile; the tar is written and checked against the key's digest

@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.invariants import assert_invariants
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
@@ -183,6 +184,7 @@ def test_kill_9_mid_build_then_build_converges(family: Family) -> None:
     code, report = family.build()
     assert code == 0, report
     assert set(statuses(report).values()) <= {"built", "cached"}
+    assert_invariants(family.ws.cache_dir, client)
     leaf = client.inspect_image(f"{family.prefix}-leaf:latest")
     assert leaf["Config"]["Labels"]["org.orchestrator.key"] == statuses_key(report, "//leaf:leaf")
     deadline = time.monotonic() + 30
@@ -222,6 +224,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_records_nothing(family: Family, sig
     assert time.monotonic() - started < 15  # the running build was stopped, not waited for
     dry = family.ws.run("build", "--dry-run", "//mid")
     assert "BUILD  //mid:mid" in dry.stdout  # nothing recorded for the interrupted node
+    assert_invariants(family.ws.cache_dir, client)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(client.containers(all=True)) > containers_before:
         time.sleep(0.5)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.engines import PrivateEngine
 from tests.integration.conftest import BUSYBOX_IMAGE
+from tests.invariants import assert_invariants
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,11 @@ def test_the_build_after_a_killed_engine_removes_the_step_container_it_left(
     assert list(journal.iterdir()) == []
     log = Path(json.loads(report.read_text())["nodes"][0]["log"]).read_text()
     assert f"removed the step container {step[:12]}" in log
+    api = private_engine.client()
+    try:
+        assert_invariants(workspace.cache_dir, api)
+    finally:
+        api.close()
 
 
 def _bystander_container(engine: PrivateEngine) -> str:
