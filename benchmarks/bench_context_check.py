@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine, median_of, table
-from orchestrator.context import context_entries
-from orchestrator.context_digest import ContextCheck, digest_manifest, inputs_manifest
-from orchestrator.digests import file_hasher, hash_bytes
-from orchestrator.tarball import write_context_tar
+from orchestrator.engine.tarball import write_context_tar
+from orchestrator.keys.context import context_entries
+from orchestrator.keys.digests import file_hasher, hash_bytes
+from orchestrator.keys.inputs import ContextCheck, digest_manifest, inputs_manifest
 
 DOCKERFILE = "FROM scratch\nCOPY . /\n"
 

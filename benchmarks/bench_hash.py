@@ -55,7 +55,7 @@ def generate(root: Path, images: int, files: int) -> None:
 
 
 def hash_throughput(path: Path, size: int) -> float:
-    from orchestrator.digests import file_hasher
+    from orchestrator.keys.digests import file_hasher
 
     chunk = os.urandom(1 << 20)
     with open(path, "wb") as handle:

@@ -23,9 +23,9 @@ from typing import Any
 
 from orchestrator.adopt.naming import valid_repository, valid_tag
 from orchestrator.adopt.problems import Problem, shown_path
+from orchestrator.core.label import valid_name
+from orchestrator.core.model import Pairs
 from orchestrator.errors import did_you_mean
-from orchestrator.label import valid_name
-from orchestrator.model import Pairs
 
 MAPPING_FILE = "images.toml"
 _MAPPING_KEYS = ("repository", "tags", "name", "build_args", "target", "platforms")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.default_registry import looks_like_host
-from orchestrator.imageref import valid_repository, valid_tag
-from orchestrator.label import valid_name
+from orchestrator.core.imageref import valid_repository, valid_tag
+from orchestrator.core.label import valid_name
+from orchestrator.registry.defaults import looks_like_host
 
 __all__ = ["path_repository", "repository_component", "target_name", "valid_repository", "valid_tag"]
 

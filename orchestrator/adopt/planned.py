@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adopt.mapping import MappingEntry
-from orchestrator.graph import TargetGraph
-from orchestrator.label import Label
-from orchestrator.model import Pairs
+from orchestrator.core.label import Label
+from orchestrator.core.model import Pairs
+from orchestrator.graph.graph import TargetGraph
 
 PATH_ORIGIN = "the path"  # where a repository comes from when neither the mapping nor a LABEL gives it
 

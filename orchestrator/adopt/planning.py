@@ -3,8 +3,8 @@ loader will, before anything is written.
 
 The steps: scan the tree, read the mapping, read each Dockerfile, give each one a target name,
 repository and tags, add the tags other Dockerfiles ask for, then make the targets with the rule the
-loader calls (:func:`orchestrator.buildfile.rules.image`) and put them through
-:func:`orchestrator.graph.build_graph`. Every problem found on the way is collected and raised at
+loader calls (:func:`orchestrator.workspace.buildfile.rules.image`) and put them through
+:func:`orchestrator.graph.graph.build_graph`. Every problem found on the way is collected and raised at
 once as :class:`InitProblems`.
 """
 
@@ -22,13 +22,13 @@ from orchestrator.adopt.problems import InitProblems, Problem, graph_problems, p
 from orchestrator.adopt.references import add_asked_tags, check_unique, near_misses
 from orchestrator.adopt.scan import collect_candidates, scan_tree
 from orchestrator.adopt.writing import planned_files
-from orchestrator.buildfile.loader import load_packages, load_settings
-from orchestrator.buildfile.rules import PackageContext
-from orchestrator.buildfile.rules import image as image_rule
+from orchestrator.core.model import Target, WorkspaceSettings
 from orchestrator.errors import LoadInterrupted, OrchestratorError, WorkspaceError
-from orchestrator.graph import build_graph
-from orchestrator.model import Target, WorkspaceSettings
-from orchestrator.workspace import WORKSPACE_FILES, find_packages
+from orchestrator.graph.graph import build_graph
+from orchestrator.workspace.buildfile.loader import load_packages, load_settings
+from orchestrator.workspace.buildfile.rules import PackageContext
+from orchestrator.workspace.buildfile.rules import image as image_rule
+from orchestrator.workspace.root import WORKSPACE_FILES, find_packages
 
 
 def plan(root: Path, *, mapping: Path | None = None, force: bool = False) -> InitPlan:

@@ -12,16 +12,16 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import orchestrator.dockerfile as df
+import orchestrator.dockerfile.analysis as df
 from orchestrator.adopt.mapping import MAPPING_FILE
 from orchestrator.adopt.naming import valid_tag
 from orchestrator.adopt.planned import PATH_ORIGIN, Candidate
 from orchestrator.adopt.problems import Problem
 from orchestrator.adopt.scan import image_references
+from orchestrator.core.imageref import ImageReference
+from orchestrator.core.model import ImageTarget, Target, WorkspaceSettings
 from orchestrator.errors import OrchestratorError
-from orchestrator.graph import node_platforms
-from orchestrator.imageref import ImageReference
-from orchestrator.model import ImageTarget, Target, WorkspaceSettings
+from orchestrator.graph.graph import node_platforms
 
 
 def add_asked_tags(

@@ -13,16 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orchestrator.dockerfile as df
+import orchestrator.dockerfile.analysis as df
 from orchestrator.adopt.mapping import MappingEntry
 from orchestrator.adopt.planned import Candidate
 from orchestrator.adopt.problems import Problem, problem_from
 from orchestrator.adopt.render import is_generated
+from orchestrator.core.label import Label
+from orchestrator.core.model import Pairs, WorkspaceSettings
+from orchestrator.core.platforms import host_platform, normalize
 from orchestrator.errors import OrchestratorError, UnknownTargetError
-from orchestrator.label import Label
-from orchestrator.model import Pairs, WorkspaceSettings
-from orchestrator.platforms import host_platform, normalize
-from orchestrator.workspace import BUILD_FILES
+from orchestrator.workspace.root import BUILD_FILES
 
 _SKIPPED_DIRS = frozenset({"node_modules", "venv", "__pycache__"})  # and every hidden one (.git, .venv)
 _NOT_DOCKERFILES = frozenset({"bak", "orig", "rej", "swp", "swo", "tmp", "old", "dockerignore"})

@@ -14,7 +14,7 @@ from orchestrator.adopt.problems import InitProblems, graph_problems
 from orchestrator.adopt.render import render_build, render_workspace
 from orchestrator.adopt.scan import Scan
 from orchestrator.errors import OrchestratorError
-from orchestrator.loading import LoadedWorkspace, load
+from orchestrator.workspace.loading import LoadedWorkspace, load
 
 
 def planned_files(

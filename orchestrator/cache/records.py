@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from orchestrator.cache.store import Store
-from orchestrator.model import Node
+from orchestrator.core.model import Node
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import typer
 
-from orchestrator import query
-from orchestrator.build import Build, BuildOptions
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
@@ -27,15 +25,17 @@ from orchestrator.cli.session import (
     sigterm_stops_cleanly,
 )
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.hashing import keys_with_store
-from orchestrator.inputs import targets_changed_since
-from orchestrator.locking import check_locked
-from orchestrator.manifests import changes, load_manifest
-from orchestrator.plan import Action, Plan
+from orchestrator.graph import query
+from orchestrator.keys.hashing import keys_with_store
+from orchestrator.keys.manifests import changes, load_manifest
+from orchestrator.pipeline.build import Build, BuildOptions
+from orchestrator.pipeline.plan import Action, Plan
+from orchestrator.registry.pins import check_locked
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
 from orchestrator.report.summary import build_markdown, write_step_summary
+from orchestrator.workspace.changes import targets_changed_since
 
 
 def _print_plan(plan: Plan) -> None:

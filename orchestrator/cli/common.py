@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from orchestrator.core.label import Label
 from orchestrator.errors import OrchestratorError
-from orchestrator.label import Label
-from orchestrator.loading import LoadedWorkspace, load
+from orchestrator.workspace.loading import LoadedWorkspace, load
 
 if TYPE_CHECKING:
     from rich.console import Console

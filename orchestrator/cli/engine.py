@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.executor.api import DaemonUnavailable, Executor
+from orchestrator.engine.api import DaemonUnavailable, Executor
 
 
 def local_engine() -> Executor | None:
     """The engine at DOCKER_HOST or the default socket, or None (with a note) when none answers."""
     import typer
 
-    from orchestrator.executor.docker import DockerExecutor
+    from orchestrator.engine.docker import DockerExecutor
 
     executor = DockerExecutor()
     try:

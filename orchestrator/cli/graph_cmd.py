@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import render
 from orchestrator.cli.common import emit_json, handle_errors, load_workspace
+from orchestrator.graph import render
 
 
 class GraphFormat(StrEnum):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.common import Output, emit_json, handle_errors, load_workspace, options
-from orchestrator.hashing import compute_keys
+from orchestrator.keys.hashing import compute_keys
 
 
 @handle_errors

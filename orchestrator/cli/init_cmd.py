@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator import query
 from orchestrator.cli.common import handle_errors
-from orchestrator.label import Label
+from orchestrator.core.label import Label
+from orchestrator.graph import query
 
 if TYPE_CHECKING:
     from orchestrator import adopt as adoption

@@ -25,8 +25,8 @@ def lock(
     target uses are dropped.
     """
     from orchestrator.cli.engine import local_engine
-    from orchestrator.lockfile import LOCK_FILE, write_lock
-    from orchestrator.locking import Resolver, updated_lock
+    from orchestrator.registry.pins import Resolver, updated_lock
+    from orchestrator.workspace.lockfile import LOCK_FILE, write_lock
 
     if references and not update:
         raise UsageError("naming bases re-resolves them: add --update (orchestrator lock --update REF...)")

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import query
 from orchestrator.cli.common import Output, emit_labels, handle_errors, load_workspace
+from orchestrator.core.imageref import ImageReference
+from orchestrator.core.label import looks_like_label
 from orchestrator.errors import UnknownTargetError, did_you_mean
-from orchestrator.imageref import ImageReference
-from orchestrator.inputs import targets_changed_since, targets_owning
-from orchestrator.label import looks_like_label
+from orchestrator.graph import query
+from orchestrator.workspace.changes import targets_changed_since, targets_owning
 
 app = typer.Typer(help="Questions about the image family (no Docker daemon needed).", no_args_is_help=True)
 
@@ -118,8 +118,8 @@ def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
     from orchestrator.cli.common import emit_json
     from orchestrator.cli.engine import local_engine
     from orchestrator.errors import WorkspaceError
-    from orchestrator.lockfile import LOCK_FILE
-    from orchestrator.locking import Resolver, outdated_bases
+    from orchestrator.registry.pins import Resolver, outdated_bases
+    from orchestrator.workspace.lockfile import LOCK_FILE
 
     loaded = load_workspace(ctx)
     if loaded.lock is None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.build import Terminated
-from orchestrator.emulation import check_emulation
+from orchestrator.engine.api import Executor, ImageSummary
+from orchestrator.engine.emulation import check_emulation
 from orchestrator.errors import UsageError
-from orchestrator.executor.api import Executor, ImageSummary
-from orchestrator.loading import LoadedWorkspace
-from orchestrator.plan import Plan
-from orchestrator.remote_cache import RemoteCache
+from orchestrator.pipeline.build import Terminated
+from orchestrator.pipeline.plan import Plan
+from orchestrator.registry.cache import RemoteCache
+from orchestrator.workspace.loading import LoadedWorkspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Engine:
     def journal_builds(self, cache_dir: Path) -> None:
         """Builds journal their step containers in the cache; the first removes those a killed engine
         left (``executor/leftovers.py``). Set once the cache directory is known, before any build."""
-        from orchestrator.executor.docker import DockerExecutor
+        from orchestrator.engine.docker import DockerExecutor
 
         if isinstance(self.executor, DockerExecutor):
             self.executor.journal_builds_in(cache_dir / "build-containers")
@@ -39,7 +39,7 @@ class Engine:
 
 def connect() -> Engine:
     """The engine and one listing of its images (importing the docker SDK on the way)."""
-    from orchestrator.executor.docker import DockerExecutor
+    from orchestrator.engine.docker import DockerExecutor
 
     executor = DockerExecutor()
     executor.ping()
@@ -55,7 +55,7 @@ def remote_cache(
         if push:
             raise UsageError("--push needs a registry: set registry= in WORKSPACE or pass --registry")
         return None
-    from orchestrator.registry import Registry
+    from orchestrator.registry.client import Registry
 
     return RemoteCache(Registry(address), write=write)
 

@@ -29,18 +29,18 @@ from orchestrator.cli.common import (
     options,
     stderr_console,
 )
+from orchestrator.core.platforms import normalize
 from orchestrator.imagetest.probe import DEFAULT_TIMEOUT_S
-from orchestrator.platforms import normalize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.build import BuildOptions, BuildSummary
     from orchestrator.cache.store import Store
     from orchestrator.cli.session import Engine
     from orchestrator.imagetest.runner import Job, JobOutcome
-    from orchestrator.loading import LoadedWorkspace
-    from orchestrator.remote_cache import RemoteCache
+    from orchestrator.pipeline.build import BuildOptions, BuildSummary
+    from orchestrator.registry.cache import RemoteCache
+    from orchestrator.workspace.loading import LoadedWorkspace
 
 
 @handle_errors
@@ -105,11 +105,10 @@ class ImageTestOptions:
 
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
-    from orchestrator.build import BuildOptions, Terminated
     from orchestrator.cache.store import Store
     from orchestrator.cli.session import connect, remote_cache
+    from orchestrator.engine.docker_probe import DockerProbe
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
-    from orchestrator.executor.docker_probe import DockerProbe
     from orchestrator.imagetest.runner import (
         RunOptions,
         exit_code,
@@ -118,6 +117,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         select_tests,
         tests_changed_since,
     )
+    from orchestrator.pipeline.build import BuildOptions, Terminated
     from orchestrator.report.summary import image_tests_markdown, write_step_summary
 
     loaded = load_workspace(ctx)
@@ -176,9 +176,9 @@ def _build(
     jobs: Sequence[Job],
 ) -> BuildSummary:
     """Build the tests' images as ``orchestrator build`` does (what is cached is not built again)."""
-    from orchestrator.build import Build
     from orchestrator.cli.session import check_runnable, print_plan_warnings
     from orchestrator.imagetest.runner import has_commands
+    from orchestrator.pipeline.build import Build
     from orchestrator.report.console import ConsoleDisplay, print_summary
 
     labels = sorted({job.image for job in jobs})

@@ -18,8 +18,8 @@ from pathlib import Path
 import junitparser
 from junitparser.junitparser import FinalResult
 
+from orchestrator.core.label import Label
 from orchestrator.imagetest.checks import CheckResult
-from orchestrator.label import Label
 
 # Characters XML 1.0 cannot hold at all (a command's output may contain any byte).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

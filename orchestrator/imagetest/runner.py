@@ -12,8 +12,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from orchestrator.build import BuildSummary, NodeStatus
 from orchestrator.cache.store import Store
+from orchestrator.core.label import Label, Pattern, looks_like_label
+from orchestrator.core.model import ImageTestTarget, Node
+from orchestrator.core.platforms import normalize
+from orchestrator.engine.api import DaemonUnavailable
 from orchestrator.errors import (
     EXIT_BUILD_FAILED,
     EXIT_OK,
@@ -26,15 +29,12 @@ from orchestrator.errors import (
     UnknownTargetError,
     did_you_mean,
 )
-from orchestrator.executor.api import DaemonUnavailable
 from orchestrator.imagetest.checks import CheckResult, run_checks
 from orchestrator.imagetest.probe import ContainerProbe
 from orchestrator.imagetest.results import ResultCache, now, result_key
 from orchestrator.imagetest.spec import parse_spec
-from orchestrator.label import Label, Pattern, looks_like_label
-from orchestrator.loading import LoadedWorkspace
-from orchestrator.model import ImageTestTarget, Node
-from orchestrator.platforms import normalize
+from orchestrator.pipeline.build import BuildSummary, NodeStatus
+from orchestrator.workspace.loading import LoadedWorkspace
 
 OK_IMAGES = (NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.PULLED)
 
@@ -134,9 +134,9 @@ def plan_jobs(loaded: LoadedWorkspace, tests: Sequence[ImageTestTarget], platfor
 
 def tests_changed_since(loaded: LoadedWorkspace, tests: Sequence[ImageTestTarget], since: str) -> list[ImageTestTarget]:
     """The tests whose image is affected since git revision ``since``, or whose BUILD file changed."""
-    from orchestrator import query
-    from orchestrator.inputs import targets_changed_since
-    from orchestrator.vcs import changed_files
+    from orchestrator.graph import query
+    from orchestrator.workspace.changes import targets_changed_since
+    from orchestrator.workspace.vcs import changed_files
 
     affected = query.affected(loaded.graph, targets_changed_since(loaded, since))
     changed = set(changed_files(loaded.root, since))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from orchestrator.label import Label
+from orchestrator.core.label import Label
 
 __all__ = ["Finding", "Level"]
 

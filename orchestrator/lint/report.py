@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.graph import TargetGraph
-from orchestrator.label import Label
+from orchestrator.core.label import Label
+from orchestrator.core.model import ImageTarget
+from orchestrator.graph.graph import TargetGraph
 from orchestrator.lint import Finding, Level
 from orchestrator.lint.family import RULES, TAG_RULES, UNUSED_IGNORE, FamilyChecks
 from orchestrator.lint.hadolint import lint_dockerfiles
-from orchestrator.model import ImageTarget
 
 JSON_VERSION = 1
 

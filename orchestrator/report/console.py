@@ -14,10 +14,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import scheduler
-from orchestrator.build import BuildSummary, NodeStatus
-from orchestrator.model import Node
-from orchestrator.plan import Action, Plan
+from orchestrator.core.model import Node
+from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.build import BuildSummary, NodeStatus
+from orchestrator.pipeline.plan import Action, Plan
 
 STYLE = {
     NodeStatus.BUILT: "green",

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.build import BuildSummary, NodeReport, NodeStatus
 from orchestrator.imagetest.junit import Case, Suite, write_junit
-from orchestrator.plan import Action, PlannedNode
+from orchestrator.pipeline.build import BuildSummary, NodeReport, NodeStatus
+from orchestrator.pipeline.plan import Action, PlannedNode
 
 SUITE_PREFIX = "build "
 

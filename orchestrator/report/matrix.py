@@ -18,8 +18,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TypedDict
 
-from orchestrator.model import Node
-from orchestrator.plan import Plan
+from orchestrator.core.model import Node
+from orchestrator.pipeline.plan import Plan
 
 
 class MatrixEntry(TypedDict):

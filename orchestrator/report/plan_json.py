@@ -16,9 +16,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from orchestrator.graph import TargetGraph
-from orchestrator.model import Node
-from orchestrator.plan import Action, Plan
+from orchestrator.core.model import Node
+from orchestrator.graph.graph import TargetGraph
+from orchestrator.pipeline.plan import Action, Plan
 from orchestrator.report.matrix import github_matrix, matrix_line
 
 PLAN_VERSION = 1

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from orchestrator.build import BuildSummary, NodeReport, NodeStatus
 from orchestrator.imagetest.checks import CheckResult
+from orchestrator.pipeline.build import BuildSummary, NodeReport, NodeStatus
 
 ENV_VAR = "GITHUB_STEP_SUMMARY"
 MAX_ROWS = 50  # of the node table and of the failed checks (the JSON report has them all)

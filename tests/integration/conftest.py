@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from orchestrator.executor.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable, ExtraFile
-from orchestrator.executor.docker import DockerExecutor
-from orchestrator.label import Label
-from orchestrator.model import Node
-from orchestrator.platforms import host_platform
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.core.platforms import host_platform
+from orchestrator.engine.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable, ExtraFile
+from orchestrator.engine.docker import DockerExecutor
 
 if TYPE_CHECKING:
     from tests.engines import PrivateEngine
@@ -211,7 +211,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def arm64_busybox() -> Path:
     """A static arm64 busybox (scripts/enable-emulation fetches it), with QEMU registered to run it."""
-    from orchestrator.emulation import emulator_problem
+    from orchestrator.engine.emulation import emulator_problem
 
     problem = emulator_problem("linux/arm64", host_platform())
     if problem is not None:

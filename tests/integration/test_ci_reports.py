@@ -12,8 +12,8 @@ from typing import Any
 import junitparser
 import pytest
 
-from orchestrator.executor.docker_probe import TEST_RUN_LABEL
-from orchestrator.platforms import host_platform
+from orchestrator.core.platforms import host_platform
+from orchestrator.engine.docker_probe import TEST_RUN_LABEL
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.context import context_entries
-from orchestrator.context_digest import ContextCheck, digest_manifest, inputs_manifest
-from orchestrator.digests import hash_bytes
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.core.platforms import host_platform
+from orchestrator.engine.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable
+from orchestrator.engine.docker import DockerExecutor
 from orchestrator.errors import InputChanged
-from orchestrator.executor.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable
-from orchestrator.executor.docker import DockerExecutor
-from orchestrator.label import Label
-from orchestrator.model import Node
-from orchestrator.platforms import host_platform
+from orchestrator.keys.context import context_entries
+from orchestrator.keys.digests import hash_bytes
+from orchestrator.keys.inputs import ContextCheck, digest_manifest, inputs_manifest
 from tests.integration.conftest import TEST_LABEL
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 import docker
 import pytest
 
-from orchestrator.executor.api import KEY_LABEL
+from orchestrator.engine.api import KEY_LABEL
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from typing import Any
 import docker
 import pytest
 
-from orchestrator.lockfile import LOCK_FILE
+from orchestrator.workspace.lockfile import LOCK_FILE
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration

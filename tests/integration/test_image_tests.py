@@ -16,7 +16,7 @@ import junitparser
 import pytest
 from typer.testing import Result
 
-from orchestrator.executor.docker_probe import TEST_RUN_LABEL
+from orchestrator.engine.docker_probe import TEST_RUN_LABEL
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import pytest
 
-from orchestrator.platforms import host_platform
+from orchestrator.core.platforms import host_platform
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration

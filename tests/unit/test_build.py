@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.build import Build, BuildOptions, BuildSummary, NodeStatus
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
-from orchestrator.executor.api import BuildRequest
-from orchestrator.executor.fake import FakeExecutor
-from orchestrator.loading import load
-from orchestrator.plan import Action
+from orchestrator.engine.api import BuildRequest
+from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.plan import Action
+from orchestrator.workspace.loading import load
+from tests.fakes.executor import FakeExecutor
 from tests.workspaces import ScratchWorkspace
 
 ALL_BUILT_ORDER_PARENTS = [

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import loadcache
-from orchestrator.buildfile import budget, loader
-from orchestrator.buildfile.budget import Budget, Progress
 from orchestrator.errors import BuildFileError, Location
+from orchestrator.workspace import loadcache
+from orchestrator.workspace.buildfile import budget, loader
+from orchestrator.workspace.buildfile.budget import Budget, Progress
 from tests.workspaces import ScratchWorkspace
 
 RUNAWAY_LOOP = "for i in range(2147483647):\n    for j in range(2147483647):\n        pass\n"

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.context import (
+from orchestrator.errors import WorkspaceError
+from orchestrator.keys.context import (
     ContextEntry,
     EntryKind,
     check_inside,
@@ -20,7 +21,6 @@ from orchestrator.context import (
     declared_entries,
     dockerignore_path,
 )
-from orchestrator.errors import WorkspaceError
 
 
 def _write(root: Path, rel: str, text: str = "x") -> Path:

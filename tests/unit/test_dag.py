@@ -6,7 +6,7 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.dag import Dag
+from orchestrator.core.dag import Dag
 
 
 @st.composite

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.dockerignore import NO_MATCH, IgnoreMatcher, compile_pattern, parse_dockerignore
 from orchestrator.errors import WorkspaceError
+from orchestrator.keys.dockerignore import NO_MATCH, IgnoreMatcher, compile_pattern, parse_dockerignore
 
 WHEEL = "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"
 

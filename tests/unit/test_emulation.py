@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.emulation import EmulationMissing, check_emulation, emulator_problem
+from orchestrator.engine.emulation import EmulationMissing, check_emulation, emulator_problem
 
 ENABLED_F = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n"
 

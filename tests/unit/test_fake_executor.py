@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.engine.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable, Executor
 from orchestrator.errors import OrchestratorError
-from orchestrator.executor.api import KEY_LABEL, BuildFailed, BuildRequest, DaemonUnavailable, Executor
-from orchestrator.executor.fake import FakeExecutor
-from orchestrator.label import Label
-from orchestrator.model import Node
+from tests.fakes.executor import FakeExecutor
 
 
 def _request(

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import query
+from orchestrator.core.label import Label
+from orchestrator.core.model import ImageTarget, Node
 from orchestrator.errors import CycleError, NothingMatchedError, UnknownTargetError
-from orchestrator.graph import NodeDeps, ParentRef, TargetGraph
-from orchestrator.label import Label
-from orchestrator.model import ImageTarget, Node
+from orchestrator.graph import query
+from orchestrator.graph.graph import NodeDeps, ParentRef, TargetGraph
 
 PLATFORM = "linux/amd64"
 

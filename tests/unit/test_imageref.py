@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.imageref import repository_problem, valid_repository, valid_tag
+from orchestrator.core.imageref import repository_problem, valid_repository, valid_tag
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import parallel_inputs
+from orchestrator.keys import parallel as parallel_inputs
 from tests.workspaces import ScratchWorkspace
 
 BASE_AND_DESCENDANTS = {

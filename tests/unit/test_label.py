@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from docker.auth import INDEX_NAME
 
+from orchestrator.core.imageref import ImageReference
+from orchestrator.core.label import Label, Pattern
 from orchestrator.errors import UnknownTargetError
-from orchestrator.imageref import ImageReference
-from orchestrator.label import Label, Pattern
 
 
 @pytest.mark.parametrize(

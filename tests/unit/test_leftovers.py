@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.executor import leftovers
-from orchestrator.executor.leftovers import BuildJournal, Leftover
+from orchestrator.engine import leftovers
+from orchestrator.engine.leftovers import BuildJournal, Leftover
 
 ENGINE = "unix:///var/run/docker.sock"
 

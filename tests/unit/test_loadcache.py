@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from orchestrator import loadcache
 from orchestrator.cache.store import Store
-from orchestrator.loading import load
+from orchestrator.workspace import loadcache
+from orchestrator.workspace.loading import load
 from tests.workspaces import ScratchWorkspace
 
 

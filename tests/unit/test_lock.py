@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import Build, BuildOptions
 from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
-from orchestrator.executor.fake import FakeExecutor
-from orchestrator.hermetic import HermeticError, PinnedImageMissing, check_hermetic, check_pinned_images
-from orchestrator.loading import load
-from orchestrator.lockfile import LOCK_FILE, Lock, Pin, read_lock, write_lock
-from orchestrator.locking import LockError, Resolver, check_locked, outdated_bases, updated_lock
+from orchestrator.pipeline.build import Build, BuildOptions
+from orchestrator.pipeline.hermetic import HermeticError, PinnedImageMissing, check_hermetic, check_pinned_images
+from orchestrator.registry.pins import LockError, Resolver, check_locked, outdated_bases, updated_lock
+from orchestrator.workspace.loading import load
+from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin, read_lock, write_lock
+from tests.fakes.executor import FakeExecutor
 from tests.workspaces import ScratchWorkspace
 
 # The family's external bases in use (golang:1.21 is only in a stage nothing needs).
@@ -230,7 +230,7 @@ class _IndexRegistry:
         self.address = address
 
     def lookup(self, repository: str, tag: str) -> object:
-        from orchestrator.registry import OCI_INDEX, RemoteImage
+        from orchestrator.registry.client import OCI_INDEX, RemoteImage
 
         return RemoteImage(
             repository=repository,

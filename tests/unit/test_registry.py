@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from docker.auth import INDEX_NAME, INDEX_URL
 
-from orchestrator.registry import (
+from orchestrator.registry.client import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
@@ -128,7 +128,7 @@ def test_reference() -> None:
 
 
 def test_importing_the_module_does_not_import_requests() -> None:
-    code = "import sys, orchestrator.registry; print('requests' in sys.modules)"
+    code = "import sys, orchestrator.registry.client; print('requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import Build, BuildOptions, BuildSummary, NodeStatus
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
-from orchestrator.executor.api import KEY_LABEL
-from orchestrator.executor.fake import FakeExecutor
-from orchestrator.executor.fake_registry import FakeRegistry
-from orchestrator.loading import load
-from orchestrator.plan import Action, Plan
-from orchestrator.remote_cache import RemoteCache
+from orchestrator.engine.api import KEY_LABEL
+from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.plan import Action, Plan
+from orchestrator.registry.cache import RemoteCache
+from orchestrator.workspace.loading import load
+from tests.fakes.executor import FakeExecutor
+from tests.fakes.registry import FakeRegistry
 from tests.workspaces import ScratchWorkspace
 
 TWO_PLATFORMS = 'workspace(name = "family", platforms = ["linux/amd64", "linux/arm64"])\n'

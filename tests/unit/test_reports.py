@@ -16,22 +16,22 @@ import jsonschema
 import junitparser
 import pytest
 
-from orchestrator import scheduler
-from orchestrator.build import Build, BuildOptions, BuildSummary, NodeStatus
 from orchestrator.cache.store import Store
 from orchestrator.cli import build_run
-from orchestrator.executor.fake import FakeExecutor
-from orchestrator.executor.fake_registry import FakeRegistry
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
 from orchestrator.imagetest.checks import CheckKind, CheckResult
-from orchestrator.label import Label
-from orchestrator.loading import load
-from orchestrator.model import Node
-from orchestrator.plan import Action, Plan, PlannedNode
-from orchestrator.remote_cache import RemoteCache
+from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.plan import Action, Plan, PlannedNode
+from orchestrator.registry.cache import RemoteCache
 from orchestrator.report.json_report import report_data
 from orchestrator.report.junit_build import build_suites, write_build_junit
 from orchestrator.report.matrix import generations, github_matrix, matrix_line
 from orchestrator.report.summary import ENV_VAR, build_markdown, image_tests_markdown, write_step_summary
+from orchestrator.workspace.loading import load
+from tests.fakes.executor import FakeExecutor
+from tests.fakes.registry import FakeRegistry
 from tests.workspaces import ScratchWorkspace
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reference"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.scheduler import Interrupted, Outcome, Status, critical_path_priority, run
+from orchestrator.pipeline.scheduler import Interrupted, Outcome, Status, critical_path_priority, run
 
 TIMEOUT = 5.0  # only reached if the scheduler is broken
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from orchestrator.lockfile import Lock, Pin, write_lock
+from orchestrator.workspace.lockfile import Lock, Pin, write_lock
 from tests.workspaces import ScratchWorkspace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_an_images_lock_change_affects_the_users_of_the_moved_pin(family: Scratc
 
 def test_tests_of_affected_images_and_of_changed_build_files(tmp_path: Path) -> None:
     from orchestrator.imagetest.runner import select_tests, tests_changed_since
-    from orchestrator.loading import load
+    from orchestrator.workspace.loading import load
 
     ws = examples_repository(tmp_path)
     conf = ws.path("base/company-python-base/pip.conf")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.context import ContextEntry, context_entries
+from orchestrator.engine.api import ExtraFile
+from orchestrator.engine.tarball import InputChanged, context_tar_stream, write_context_tar
 from orchestrator.errors import EXIT_BUILD_FAILED
-from orchestrator.executor.api import ExtraFile
-from orchestrator.tarball import InputChanged, context_tar_stream, write_context_tar
+from orchestrator.keys.context import ContextEntry, context_entries
 
 REBOUND = "FROM registry.local/base:key-0123456789abcdef\nCOPY . /app\n"
 

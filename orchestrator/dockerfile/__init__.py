@@ -1,0 +1,1 @@
+"""Dockerfiles: the lexer and analysis (stages, references, ARGs), and the rewrites (rebinding, labels)."""

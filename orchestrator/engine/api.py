@@ -1,0 +1,140 @@
+"""The contract between the planner/scheduler and whatever runs builds.
+
+A planner describes a build completely in a BuildRequest (what to send, which Dockerfile text,
+which labels); an Executor runs it and reports a BuildResult, or raises BuildFailed. The executor
+leaves the image it built untagged: the pipeline tags it with its content tag only once everything
+about the build was checked, so a failed or interrupted build never leaves a content tag behind.
+Nothing outside ``executor/docker.py`` talks to Docker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orchestrator.core.model import Node, Pairs
+from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
+from orchestrator.keys.context import ContextEntry
+from orchestrator.keys.inputs import ContextCheck, RootfsCheck
+
+KEY_LABEL = "org.orchestrator.key"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtraFile:
+    """A file added to the build context that is not in the workspace (e.g. a rootfs tarball)."""
+
+    path: str  # inside the context
+    source: str  # absolute path on disk
+    hashed: bool = False  # hashed as it is written, for the request's context check (an input of the key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildRequest:
+    node: Node
+    key: str
+    image: str  # the content-tagged reference the pipeline gives the image once it is checked
+    context: tuple[ContextEntry, ...]  # exactly the hashed entries, sent as they are
+    context_check: ContextCheck | RootfsCheck | None = (
+        None  # what the context written must hash to (checked before sending)
+    )
+    extra_files: tuple[ExtraFile, ...] = ()
+    dockerfile_path: str  # where the Dockerfile goes inside the context tar
+    dockerfile_text: str  # the rebound Dockerfile (internal references point at exact parents)
+    build_args: Pairs = ()
+    target: str | None = None
+    platform: str
+    labels: Pairs = ()  # OCI labels and the key label
+    network_mode: str | None = None
+    no_cache: bool = False  # build every step again (hermetic builds: no layer a networked RUN made)
+    engine_timeout_s: float | None = None  # fail when the engine answers no ping for this long
+    log_path: str = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    image_id: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageInfo:
+    image_id: str
+    labels: Mapping[str, str]
+    os: str
+    architecture: str
+    variant: str | None
+    repo_tags: tuple[str, ...]
+
+    @property
+    def platform(self) -> str:
+        base = f"{self.os}/{self.architecture}"
+        return f"{base}/{self.variant}" if self.variant else base
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageSummary:
+    """What one listing of the engine's images says of a tagged image."""
+
+    image_id: str
+    labels: Mapping[str, str]
+
+
+class BuildFailed(OrchestratorError):
+    """A build ran and failed; ``log_tail`` holds the last lines of its log."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+    def __init__(self, message: str, *, log_path: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+class TransferFailed(OrchestratorError):
+    """A pull from or push to a registry did not finish (the registry is down, refused, or lacks it)."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
+class DaemonUnavailable(OrchestratorError):
+    """The Docker daemon cannot be reached (exit 2)."""
+
+
+class Executor(Protocol):
+    def ping(self) -> None:
+        """Raise DaemonUnavailable unless the engine answers."""
+
+    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+        """Build the image ``request`` describes and leave it untagged; raise BuildFailed (log at ``request.log_path``).
+
+        The context sent must pass ``request.context_check`` (else InputChanged, nothing sent); the image
+        must carry the key label and be of ``request.platform``. When ``cancel`` is set the build is
+        stopped as soon as possible and BuildFailed raised.
+        """
+
+    def inspect(self, reference: str) -> ImageInfo | None:
+        """The image named ``reference`` (a tag or an ID), or None when the engine lacks it."""
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        """Point ``repository:tag`` at ``image_id``."""
+
+    def references(self) -> Mapping[str, ImageSummary]:
+        """Every ``repository:tag`` the engine has, from one listing (not one request per image)."""
+
+    def remove_image(self, reference: str) -> bool:
+        """Untag ``reference`` (an ID: delete the image); False when it did not exist."""
+
+    def native_platform(self) -> str:
+        """The engine's own platform (``linux/amd64``); other platforms build under emulation."""
+
+    def is_local(self) -> bool:
+        """Whether the engine runs on this machine (so this machine's emulators are the engine's)."""
+
+    def pull(self, reference: str, platform: str) -> ImageInfo:
+        """Pull ``reference`` (``registry/repository:tag``) for ``platform``; raise TransferFailed."""
+
+    def push(self, reference: str) -> str:
+        """Push ``reference`` (``registry/repository:tag``); its manifest digest; raise TransferFailed."""

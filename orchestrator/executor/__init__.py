@@ -1,1 +1,0 @@
-"""Running builds: the Executor protocol and its implementations (Docker Engine, fake)."""

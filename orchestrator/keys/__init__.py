@@ -1,0 +1,1 @@
+"""Content keys: contexts and .dockerignore, digests, input manifests, keys, parallel hashing, manifests."""

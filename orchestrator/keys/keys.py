@@ -1,0 +1,187 @@
+"""Content keys: a digest of a canonical, length-prefixed manifest, Merkle over parents' keys.
+
+A manifest is a sorted-by-construction list of ``(name, value)`` entries: the key schema version,
+the rule kind and every attribute that changes the output, the Dockerfile's bytes, every context
+entry (path, type, exec bit, link target or content hash), the platform, the external bases (with
+their digests from images.lock, else "unpinned") and the parents' keys. Nothing machine-specific
+enters it: no absolute path, mtime, owner or host name. The manifest is stored under its key so
+``explain`` can later say what changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
+from orchestrator.core.label import Label
+from orchestrator.core.model import ImageTarget, Node, RootfsTarget
+from orchestrator.graph.graph import TargetGraph
+from orchestrator.keys.context import ContextEntry, EntryKind, context_entries, declared_entries
+from orchestrator.keys.digests import file_hasher
+from orchestrator.keys.inputs import Manifest, digest_manifest, inputs_manifest, rootfs_manifest
+
+KEY_SCHEMA = "1"
+DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeKey:
+    node: Node
+    key: str
+    manifest: Manifest
+
+
+class KeyComputer:
+    """Computes (and memoises) the key of every node it is asked for, parents first."""
+
+    def __init__(
+        self,
+        root: Path,
+        graph: TargetGraph,
+        stat_cache: StatCache,
+        *,
+        algorithm: str = "xxh3",
+        pins: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
+        self.root = root
+        self.pins = dict(pins or {})  # (external reference, platform) -> locked digest
+        self.graph = graph
+        self.stat_cache = stat_cache
+        self.algorithm = algorithm
+        self._hash_file = file_hasher(algorithm)
+        self._inputs: dict[Label, Manifest] = {}
+        self._keys: dict[Node, NodeKey] = {}
+        self.new_inputs: dict[str, Manifest] = {}  # input manifests computed in this run, by digest
+        self.entries: dict[Label, tuple[ContextEntry, ...]] = {}  # the context each image target sends
+
+    def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
+        wanted = set(nodes)
+        closure = self.graph.nodes_with_ancestors(wanted)
+        todo = sorted({node.label for node in closure} - self._inputs.keys())
+        from orchestrator.keys import parallel as parallel_inputs  # a cycle at import time otherwise
+
+        if parallel_inputs.usable(len(todo)):
+            parallel_inputs.prefetch_inputs(self, todo)
+        for node in self.graph.topological_nodes(closure):
+            self.key(node)
+        return [self._keys[n] for n in sorted(wanted)]
+
+    def key(self, node: Node) -> NodeKey:
+        if node not in self._keys:
+            manifest = self._manifest(node)
+            self._keys[node] = NodeKey(node=node, key=digest_manifest(manifest, self.algorithm), manifest=manifest)
+        return self._keys[node]
+
+    def _manifest(self, node: Node) -> Manifest:
+        target = self.graph.targets[node.label]
+        deps = self.graph.node_deps[node]
+        entries: list[tuple[str, str]] = [
+            ("schema", KEY_SCHEMA),
+            ("digest", self.algorithm),
+            ("kind", target.kind),
+            ("platform", node.platform),
+        ]
+        entries += [(f"label {k}", v) for k, v in target.labels]
+        entries += self.target_inputs(node.label)
+        entries += [(f"external {ref}", self.pins.get((ref, node.platform), "unpinned")) for ref in deps.externals]
+        entries += [
+            (f"parent {p.reference}", self.key(p.node).key)
+            for p in sorted(deps.parents, key=lambda p: (p.reference, p.line))
+        ]
+        return tuple(entries)
+
+    def target_inputs(self, label: Label) -> Manifest:
+        """The platform-independent inputs of a target (hashed once for all its platforms)."""
+        if label not in self._inputs:
+            self._inputs[label] = self._compute_inputs(label)
+        return self._inputs[label]
+
+    def inputs_digest(self, label: Label) -> str:
+        """The digest of a target's input manifest, as its keys hash it."""
+        return dict(self.target_inputs(label))["inputs"]
+
+    def adopt_inputs(self, found: Iterable[tuple[Label, Manifest]], new_inputs: Mapping[str, Manifest]) -> None:
+        """Take input manifests computed elsewhere (by a worker process)."""
+        self._inputs.update(found)
+        self.new_inputs.update(new_inputs)
+
+    def context_of(self, label: Label) -> tuple[ContextEntry, ...]:
+        """The entries an image target sends (walked again if its inputs came from a worker)."""
+        if label not in self.entries:
+            target = self.graph.targets[label]
+            assert isinstance(target, ImageTarget)
+            self._image_inputs(target)
+        return self.entries[label]
+
+    def _compute_inputs(self, label: Label) -> Manifest:
+        target = self.graph.targets[label]
+        if isinstance(target, ImageTarget):
+            return self._image_inputs(target)
+        return self._rootfs_inputs(target)
+
+    def _image_inputs(self, target: ImageTarget) -> Manifest:
+        context_dir = self.root / target.context
+        dockerfile = self.root / target.dockerfile
+        started = now_ns()
+        if target.srcs is None:
+            entries = context_entries(context_dir, dockerfile, workspace_root=self.root)
+            mode = "dockerignore"
+        else:
+            entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
+            mode = "srcs"
+        self.entries[target.label] = entries
+        st = os.stat(dockerfile)
+        dockerfile_entry = StatEntry(DOCKERFILE, str(dockerfile), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        tree: list[ContextEntry | StatEntry] = [*entries, dockerfile_entry]
+
+        def summarize(hashes: Mapping[str, str]) -> str:
+            return self._remember_inputs(inputs_manifest(hashes[DOCKERFILE], entries, hashes))
+
+        digest = self.stat_cache.tree(
+            f"tree:{self.algorithm}:{mode}:{context_dir}:{dockerfile}", tree, started, self._hash_entry, summarize
+        )
+        result: list[tuple[str, str]] = [
+            ("dockerfile.name", os.path.basename(target.dockerfile)),
+            ("target", target.target or ""),
+            ("hermetic", "" if target.hermetic is None else str(target.hermetic).lower()),
+            ("context.mode", mode),
+        ]
+        result += [(f"build_arg {k}", v) for k, v in target.build_args]
+        result.append(("inputs", digest))
+        return tuple(result)
+
+    def _hash_entry(self, entry: ContextEntry | StatEntry) -> str:
+        if isinstance(entry, StatEntry) or entry.kind is EntryKind.FILE:
+            return self._hash_file(entry.abs_path)
+        return ""
+
+    def _remember_inputs(self, manifest: Manifest) -> str:
+        """Digest of an input manifest, stored (once) so ``explain`` can list its entries."""
+        digest = digest_manifest(manifest, self.algorithm)
+        self.new_inputs[digest] = manifest
+        return digest
+
+    def _rootfs_inputs(self, target: RootfsTarget) -> Manifest:
+        files = sorted({p for p in (target.tarball, target.script, *target.srcs) if p is not None})
+        started = now_ns()
+        stats = []
+        for rel in files:
+            st = os.lstat(self.root / rel)
+            stats.append(StatEntry(rel, str(self.root / rel), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+
+        def summarize(hashes: Mapping[str, str]) -> str:
+            script = target.script
+            manifest = rootfs_manifest(
+                tarball=None if target.tarball is None else hashes[target.tarball],
+                script=None if script is None else (hashes[script], os.access(self.root / script, os.X_OK)),
+                srcs=[(rel, hashes[rel]) for rel in target.srcs],
+            )
+            return self._remember_inputs(manifest)
+
+        digest = self.stat_cache.tree(
+            f"tree:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_entry, summarize
+        )
+        return (("inputs", digest),)

@@ -1,0 +1,87 @@
+"""Hermetic builds, and the checks that a build can use what images.lock pins.
+
+A hermetic target (``hermetic = True`` on it, or in WORKSPACE) builds only from what is declared
+and pinned:
+
+- its RUN steps have no network (the build runs with ``network=none``);
+- its context is exactly its declared ``srcs`` (no directory walk, no ignore file);
+- every external base it uses is pinned in images.lock, and the build names the pinned digest;
+- build arguments come only from its BUILD file (the orchestrator never reads them from the
+  environment) and no proxy settings are injected from the Docker client's configuration (the
+  orchestrator posts builds itself; the CLI's proxy injection never happens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orchestrator.core.model import ImageTarget, Node, Target, WorkspaceSettings
+from orchestrator.engine.api import Executor
+from orchestrator.errors import OrchestratorError
+from orchestrator.graph.graph import TargetGraph
+from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin
+
+
+class HermeticError(OrchestratorError):
+    """A hermetic target that depends on something undeclared or unpinned (exit 2)."""
+
+
+class PinnedImageMissing(OrchestratorError):
+    """images.lock pins an image the engine no longer has (exit 2)."""
+
+
+def is_hermetic(target: Target, settings: WorkspaceSettings) -> bool:
+    if not isinstance(target, ImageTarget):
+        return False
+    return target.hermetic if target.hermetic is not None else settings.hermetic
+
+
+def pins_of(graph: TargetGraph, lock: Lock | None, node: Node) -> dict[str, Pin]:
+    """The node's external bases that images.lock pins for its platform: reference -> pin."""
+    if lock is None:
+        return {}
+    found = {}
+    for reference in graph.node_deps[node].externals:
+        pin = lock.pin(reference, node.platform)
+        if pin is not None:
+            found[reference] = pin
+    return found
+
+
+def check_hermetic(graph: TargetGraph, settings: WorkspaceSettings, lock: Lock | None, nodes: Iterable[Node]) -> None:
+    """Raise HermeticError listing every hermetic node that is not declared and pinned."""
+    problems = []
+    for node in sorted(nodes):
+        target = graph.targets[node.label]
+        if not is_hermetic(target, settings):
+            continue
+        assert isinstance(target, ImageTarget)
+        if target.srcs is None:
+            problems.append(f"{node.label}: a hermetic image must declare its context files in srcs = [...]")
+        unpinned = [r for r in graph.node_deps[node].externals if lock is None or lock.pin(r, node.platform) is None]
+        if unpinned:
+            shown = ", ".join(unpinned)
+            problems.append(f"{node}: the hermetic image uses {shown}, which {LOCK_FILE} does not pin")
+    if problems:
+        fix = f"declare srcs, and run orchestrator lock to pin bases in {LOCK_FILE}"
+        raise HermeticError("not hermetic: " + "; ".join(dict.fromkeys(problems)) + f" ({fix})")
+
+
+def check_pinned_images(graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node], executor: Executor) -> None:
+    """Every engine-sourced pin the nodes build on is still in the engine (else the lock is stale)."""
+    missing: dict[tuple[str, str], Pin] = {}
+    checked: set[str] = set()
+    for node in nodes:
+        for reference, pin in pins_of(graph, lock, node).items():
+            if pin.source != "engine" or pin.digest in checked:
+                continue
+            checked.add(pin.digest)
+            if executor.inspect(pin.digest) is None:
+                missing[(reference, node.platform)] = pin
+    if missing:
+        shown = "; ".join(f"{ref} ({platform}) to {pin.digest}" for (ref, platform), pin in sorted(missing.items()))
+        refs = " ".join(sorted({ref for ref, _ in missing}))
+        raise PinnedImageMissing(
+            f"{LOCK_FILE} pins {shown}, which the engine no longer has; import that image again, "
+            f"or pin what the engine has now: orchestrator lock --update {refs}"
+        )

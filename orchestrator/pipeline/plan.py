@@ -1,0 +1,254 @@
+"""What a build has to do: for every node of the selection and its dependencies, cached or to build.
+
+A record counts only when the engine's content tag for the key still names the recorded image ID
+and that image carries the key label; otherwise the node is rebuilt, and the reason says why. A
+key with no record at all (a new or quarantined cache) whose content tag the engine holds with the
+right key label counts as cached: its record is re-made from what the engine knows. With a
+registry cache, a node to build whose content tag the registry holds, with the same key label and
+platform, is not built (``REMOTE``); it is pulled only when a node built here rests on it. Nothing
+here builds or talks to anything; it only describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from orchestrator.cache.records import BuildRecord, Records
+from orchestrator.cache.store import Store
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.core.platforms import normalize
+from orchestrator.engine.api import KEY_LABEL, Executor, ImageSummary
+from orchestrator.keys.keys import NodeKey
+from orchestrator.keys.manifests import changes, describe, load_manifest
+from orchestrator.registry.client import RemoteImage
+
+CONTENT_TAG_PREFIX = "key-"
+
+
+class Action(StrEnum):
+    CACHED = "cached"  # the engine has it
+    REMOTE = "remote"  # the registry cache has it: not built here (pulled if ``pull``)
+    BUILD = "build"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedNode:
+    node: Node
+    key: str
+    image: str  # repository:key-<key>
+    action: Action
+    reason: str
+    record: BuildRecord | None  # the trusted record of a cached node
+    remote: RemoteImage | None = None  # the registry's verified copy, when the registry has one
+    pull: bool = False  # REMOTE only: a node built here rests on it (or --load asked for it)
+    poisoned: str | None = None  # what is wrong with the registry's image for this content tag
+    forced: bool = False  # --no-cache: built whatever any cache holds, without the engine's layer cache
+    remade: bool = False  # CACHED from the engine's content tag alone: ``record`` is to be written
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    nodes: tuple[PlannedNode, ...]  # parents before children
+    selected: frozenset[Label]
+    images: Mapping[str, ImageSummary] | None = None  # the engine's images when planned
+
+    def by_node(self) -> dict[Node, PlannedNode]:
+        return {p.node: p for p in self.nodes}
+
+    @property
+    def to_build(self) -> list[PlannedNode]:
+        return [p for p in self.nodes if p.action is Action.BUILD]
+
+    @property
+    def to_pull(self) -> list[PlannedNode]:
+        return [p for p in self.nodes if p.action is Action.REMOTE and p.pull]
+
+    def count(self, action: Action) -> int:
+        return sum(1 for p in self.nodes if p.action is action)
+
+
+def content_tag(key: str) -> str:
+    return f"{CONTENT_TAG_PREFIX}{key}"
+
+
+def content_image(repository: str, key: str) -> str:
+    return f"{repository}:{content_tag(key)}"
+
+
+def check_record(
+    record: BuildRecord | None,
+    key: str,
+    executor: Executor | None,
+    images: Mapping[str, ImageSummary] | None = None,
+) -> tuple[BuildRecord | None, str]:
+    """The record if it can be trusted, else None and why not.
+
+    ``images`` is one listing of the engine's images (the planner checks every node against it
+    instead of asking the engine once per node); without it the engine is asked.
+    """
+    if record is None:
+        return None, "no record for this key"
+    if executor is None:
+        return record, "recorded (image not checked: no daemon)"
+    found = _content_tagged(record.image, executor, images)
+    if found is None:
+        return None, f"image {record.image} is gone from the engine"
+    image_id, labels = found
+    if labels.get(KEY_LABEL) != key:
+        return None, f"image {record.image} carries another key label"
+    if image_id != record.image_id:
+        return None, f"{record.image} names {_short(image_id)}, not the recorded {_short(record.image_id)}"
+    return record, "recorded, image present"
+
+
+def remade_record(
+    node: Node, key: str, image: str, executor: Executor | None, images: Mapping[str, ImageSummary] | None
+) -> BuildRecord | None:
+    """A record for a key nobody recorded, when the engine holds its content tag with the key label."""
+    if executor is None:
+        return None
+    found = _content_tagged(image, executor, images)
+    if found is None or found[1].get(KEY_LABEL) != key:
+        return None
+    return BuildRecord(
+        key=key,
+        label=str(node.label),
+        platform=node.platform,
+        image=image,
+        image_id=found[0],
+        duration_s=0.0,
+        built_at="",
+        log="",
+    )
+
+
+def _content_tagged(
+    image: str, executor: Executor, images: Mapping[str, ImageSummary] | None
+) -> tuple[str, Mapping[str, str]] | None:
+    """The image ID and labels of ``image`` (a content-tagged reference) in the engine, or None."""
+    if images is not None:
+        summary = images.get(image)
+        return None if summary is None else (summary.image_id, summary.labels)
+    info = executor.inspect(image)
+    return None if info is None else (info.image_id, info.labels)
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def why_new_key(store: Store, records: Records, node_key: NodeKey) -> str:
+    last = records.last_key(node_key.node)
+    if last is None:
+        return "never built"
+    old = load_manifest(store, last)
+    if old is None:
+        return "new key (the previous manifest is not stored)"
+    found = changes(store, old, node_key.manifest)
+    shown = ", ".join(describe(c) for c in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return f"{shown}{more}" if found else "new key"
+
+
+def make_plan(
+    *,
+    store: Store,
+    keys: list[NodeKey],
+    order: list[Node],
+    repositories: dict[Label, str],
+    selected: frozenset[Label],
+    executor: Executor | None,
+    images: Mapping[str, ImageSummary] | None = None,
+    no_cache: bool = False,
+) -> Plan:
+    records = Records(store)
+    by_node = {k.node: k for k in keys}
+    planned = []
+    for node in order:
+        node_key = by_node[node]
+        image = content_image(repositories[node.label], node_key.key)
+        if no_cache and node.label in selected:
+            planned.append(
+                PlannedNode(
+                    node=node,
+                    key=node_key.key,
+                    image=image,
+                    action=Action.BUILD,
+                    reason="--no-cache",
+                    record=None,
+                    forced=True,
+                )
+            )
+            continue
+        record, reason = check_record(records.get(node_key.key), node_key.key, executor, images)
+        remade = False
+        if record is None and reason == "no record for this key":
+            record = remade_record(node, node_key.key, image, executor, images)
+            remade = record is not None
+            reason = "no record, but the engine holds its content tag with the key label" if remade else reason
+            if not remade:
+                reason = why_new_key(store, records, node_key)
+        action = Action.CACHED if record is not None else Action.BUILD
+        planned.append(
+            PlannedNode(
+                node=node, key=node_key.key, image=image, action=action, reason=reason, record=record, remade=remade
+            )
+        )
+    return Plan(nodes=tuple(planned), selected=selected, images=images)
+
+
+def image_problem(labels: Mapping[str, str], platform: str, *, key: str, expected_platform: str) -> str | None:
+    """Why an image found under a content tag must not be used (another key or platform), or None."""
+    found_key = labels.get(KEY_LABEL)
+    if found_key != key:
+        return f"carries key label {found_key!r}, not {key!r}"
+    if not platform or normalize(platform) != normalize(expected_platform):
+        return f"is for platform {platform or 'several platforms'!r}, not {expected_platform}"
+    return None
+
+
+def use_remote(
+    plan: Plan,
+    found: Mapping[Node, RemoteImage | None],
+    parents: Mapping[Node, Iterable[Node]],
+    *,
+    load: Iterable[Node] = (),
+) -> Plan:
+    """The plan once the registry was asked: ``found`` holds what it has for each node's content tag.
+
+    A node to build whose registry copy passes the check becomes REMOTE; one whose copy
+    fails :func:`image_problem` (a poisoned or clashing tag) is built, and its reason says what was found. Every
+    planned node keeps its verified registry copy in ``remote`` (a push can skip it). A REMOTE node
+    is pulled when a node still to build rests on it, or when it is in ``load``.
+    """
+    updated: dict[Node, PlannedNode] = {}
+    for planned in plan.nodes:
+        image = found.get(planned.node)
+        problem = (
+            None
+            if image is None
+            else image_problem(image.labels, image.platform, key=planned.key, expected_platform=planned.node.platform)
+        )
+        if planned.forced:
+            pass  # --no-cache: built here whatever the registry holds
+        elif image is not None and problem is None:
+            if planned.action is Action.BUILD:
+                planned = replace(planned, action=Action.REMOTE, reason="in the registry cache", remote=image)
+            else:
+                planned = replace(planned, remote=image)
+        elif problem is not None and planned.action is Action.BUILD:
+            reason = f"the registry's {planned.image} {problem}: not used, rebuilt"
+            planned = replace(planned, reason=reason, poisoned=problem)
+        updated[planned.node] = planned
+    wanted = set(load)
+    for planned in updated.values():
+        if planned.action is Action.BUILD:
+            wanted.update(parents.get(planned.node, ()))
+    for node in wanted:
+        planned = updated[node]
+        if planned.action is Action.REMOTE:
+            updated[node] = replace(planned, pull=True)
+    return replace(plan, nodes=tuple(updated[p.node] for p in plan.nodes))

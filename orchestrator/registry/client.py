@@ -1,0 +1,644 @@
+"""A small client for the OCI Distribution API v2 (Docker Registry HTTP API v2).
+
+The registry serves as a shared build cache (``lookup``/``lookup_many`` of content tags) and
+receives human tags (``tag_manifest``) and multi-platform indexes (``put_index``). Images
+themselves are pushed and pulled by the engine; this module only reads and writes manifests.
+
+``requests`` is imported lazily so that importing this module stays cheap; every exception it
+raises is translated here (``raise ... from exc``):
+
+    refused, reset, DNS, timeout, HTTP 5xx, 429    -> RegistryUnavailable (exit 2)
+    any other refusal (401, 403, 400, 404 on PUT)  -> RegistryError (exit 2)
+    404 on a manifest looked up                    -> None (not in the cache)
+
+Credentials come from the Docker client's config file (``auths[host].auth``); credential helpers
+(``credsStore``, ``credHelpers``) are not supported: run them yourself, or ``docker login`` into a
+file. Basic and Bearer (token) challenges are answered; tokens are cached per scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import threading
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.registry.defaults import default_registry_hosts, default_registry_name
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SINGLE_IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
+INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+IMAGE_CONFIG_TYPES = frozenset(
+    {"application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"}
+)
+# Lookups accept the index types too: distribution 2.8 answers 404 for an OCI index the client does
+# not accept, and silently serves the linux/amd64 entry of a docker manifest list instead of the list.
+LOOKUP_ACCEPT = ", ".join((DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST))
+LOOPBACK_HOSTS = ("localhost", "::1")
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]{32,}")
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+
+
+class RegistryUnavailable(OrchestratorError):
+    """The registry cannot be reached, timed out, or answered 5xx/429 (exit 2)."""
+
+
+class RegistryError(OrchestratorError):
+    """The registry answered and refused the request (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteImage:
+    """A manifest in the registry; ``labels`` and ``platform`` are empty for an index."""
+
+    repository: str  # the path inside the registry, prefix included ("cache/company/base")
+    tag: str | None
+    digest: str  # "sha256:..." of the manifest
+    media_type: str
+    size: int  # of the manifest, in bytes
+    labels: Mapping[str, str] = field(hash=False)  # hashable all the same (sets, dict keys)
+    platform: str  # "os/arch" or "os/arch/variant"; "" when not a single image
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Credentials:
+    username: str
+    password: str
+
+    def header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class Registry:
+    """One registry (``host[:port][/prefix]``), spoken to over one HTTP session; close() it."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 20.0,
+        auth_file: Path | None = None,
+    ) -> None:
+        scheme, self.address, self.host, self.prefix = parse_address(address)
+        self.url = f"{scheme}://{self.host}"
+        self._timeouts = (connect_timeout, read_timeout)
+        self._auth_file = auth_file
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._closed = False
+        self._credentials: _Credentials | None = None
+        self._credentials_read = False
+        self._basic = False  # the registry asked for Basic: send it on every request
+        self._tokens: dict[str, str] = {}  # bearer tokens, by scope ("" for none)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.address!r})"
+
+    # --- names ---------------------------------------------------------------------------------
+
+    def remote_repository(self, repository: str) -> str:
+        """Where the local ``repository`` lives in this registry: prefix, then its path sans host."""
+        first, slash, rest = repository.partition("/")
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            repository = rest
+        remote = f"{self.prefix}/{repository}" if self.prefix else repository
+        if not _REPOSITORY.fullmatch(remote):
+            raise ValueError(f"not a valid repository name in a registry: {remote!r}")
+        return remote
+
+    def reference(self, repository: str, tag: str) -> str:
+        """``host/remote-repository:tag``, as ``docker pull/push/tag`` name it."""
+        return f"{self.host}/{self.remote_repository(repository)}:{tag}"
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise unless the registry answers ``/v2/`` (authenticating if it asks to)."""
+        with self._response("GET", "/v2/", scope=None, action="answering /v2/") as response:
+            self._check(response, "answering /v2/")
+
+    def lookup(self, repository: str, tag: str) -> RemoteImage | None:
+        """The manifest tagged ``tag`` in the local ``repository``'s remote, or None when absent."""
+        remote = self.remote_repository(repository)
+        _check_tag(tag)
+        action = f"looking up {remote}:{tag}"
+        path = f"/v2/{remote}/manifests/{tag}"
+        with self._response("GET", path, scope=_pull(remote), action=action, headers={"Accept": LOOKUP_ACCEPT}) as r:
+            if r.status_code == 404:
+                return None
+            self._check(r, action)
+            body = self._content(r, action)
+            media_type = _media_type(r, body)
+            digest = _digest(r, body)
+        manifest = _json_object(body, f"{self.address}: the manifest of {remote}:{tag}")
+        labels: Mapping[str, str] = types.MappingProxyType({})
+        platform = ""
+        config_digest = _config_digest(media_type, manifest)
+        if config_digest is not None:
+            labels, platform = self._image_config(remote, config_digest)
+        return RemoteImage(
+            repository=remote,
+            tag=tag,
+            digest=digest,
+            media_type=media_type,
+            size=len(body),
+            labels=labels,
+            platform=platform,
+        )
+
+    def lookup_many(
+        self, wanted: Sequence[tuple[str, str]], *, workers: int = 8
+    ) -> dict[tuple[str, str], RemoteImage | None]:
+        """``lookup`` of every ``(repository, tag)``, in parallel; the first error stops them all."""
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        unique = list(dict.fromkeys(wanted))
+        if not unique:
+            return {}
+        pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique))), thread_name_prefix="registry")
+        try:
+            futures = {pool.submit(self.lookup, repository, tag): (repository, tag) for repository, tag in unique}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if (exc := future.exception()) is not None:
+                    raise exc
+            return {futures[future]: future.result() for future in futures}
+        finally:
+            # Failing fast: queued lookups are cancelled, running ones finish in the background
+            # (each within its timeouts) rather than being waited for.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def manifest_bytes(self, repository: str, reference: str) -> tuple[str, bytes, str]:
+        """``(media type, body, digest)`` of a manifest (by tag or digest), exactly as stored."""
+        remote = self.remote_repository(repository)
+        if not (_TAG.fullmatch(reference) or _DIGEST.fullmatch(reference)):
+            raise ValueError(f"not a tag or a digest: {reference!r}")
+        action = f"reading the manifest {remote}{_separator(reference)}{reference}"
+        path = f"/v2/{remote}/manifests/{reference}"
+        with self._response("GET", path, scope=_pull(remote), action=action, headers={"Accept": LOOKUP_ACCEPT}) as r:
+            self._check(r, action)
+            body = self._content(r, action)
+            media_type = _media_type(r, body)
+            digest = _digest(r, body)
+        if reference.startswith("sha256:") and (actual := _sha256(body)) != reference:
+            raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
+        return media_type, body, digest
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def tag_manifest(self, repository: str, source: RemoteImage, tag: str) -> str:
+        """Point ``tag`` at ``source``'s manifest (same repository), byte for byte; its digest."""
+        self._require_inside(repository, [source])
+        media_type, body, digest = self.manifest_bytes(repository, source.digest)
+        self._put_manifest(repository, tag, media_type, body)
+        return digest
+
+    def put_index(self, repository: str, tag: str, images: Sequence[RemoteImage]) -> str:
+        """Tag an OCI image index of ``images`` (one per platform) as ``tag``; the index's digest."""
+        self._require_inside(repository, images)
+        body = index_document(images)
+        return self._put_manifest(repository, tag, OCI_INDEX, body)
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session, self._closed = self._session, None, True
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _require_inside(self, repository: str, images: Sequence[RemoteImage]) -> None:
+        remote = self.remote_repository(repository)
+        strangers = sorted({image.repository for image in images if image.repository != remote})
+        if strangers:
+            raise ValueError(f"images of {', '.join(strangers)} cannot be tagged in {remote}")
+
+    def _put_manifest(self, repository: str, tag: str, media_type: str, body: bytes) -> str:
+        remote = self.remote_repository(repository)
+        _check_tag(tag)
+        action = f"storing the manifest {remote}:{tag}"
+        digest = _sha256(body)
+        path = f"/v2/{remote}/manifests/{tag}"
+        headers = {"Content-Type": media_type}
+        with self._response("PUT", path, scope=_push(remote), action=action, headers=headers, data=body) as response:
+            self._check(response, action)
+            answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(f"the registry at {self.address} stored {remote}:{tag} as {answered}, not {digest}")
+        return digest
+
+    def _image_config(self, remote: str, digest: str) -> tuple[Mapping[str, str], str]:
+        """The labels and platform of the image config blob ``digest``."""
+        action = f"reading the image config {remote}@{digest}"
+        with self._response("GET", f"/v2/{remote}/blobs/{digest}", scope=_pull(remote), action=action) as response:
+            self._check(response, action)
+            body = self._content(response, action)
+        config = _json_object(body, f"{self.address}: the image config {remote}@{digest}")
+        inner = config.get("config") or {}
+        raw_labels = inner.get("Labels") if isinstance(inner, dict) else None
+        labels = {str(k): str(v) for k, v in (raw_labels or {}).items()} if isinstance(raw_labels, dict) else {}
+        parts = [str(config.get("os") or ""), str(config.get("architecture") or "")]
+        if config.get("variant"):
+            parts.append(str(config["variant"]))
+        return types.MappingProxyType(labels), "/".join(parts)
+
+    def _check(self, response: Any, action: str) -> None:
+        """Raise unless ``response`` is a success."""
+        status = int(response.status_code)
+        if status < 400:
+            return
+        detail = _error_detail(response)
+        if status == 429 or status >= 500:
+            raise RegistryUnavailable(f"the registry at {self.address} is unavailable ({action}): {detail}")
+        hint = ""
+        if status in (401, 403):
+            hint = "; check the credentials for it in the Docker config file (docker login " + self.host + ")"
+        raise RegistryError(f"the registry at {self.address} refused {action}: {detail}{hint}")
+
+    def _content(self, response: Any, action: str) -> bytes:
+        import requests
+
+        try:
+            return bytes(response.content)
+        except requests.RequestException as exc:
+            raise self._unavailable(action, exc) from exc
+
+    def _unavailable(self, action: str, exc: BaseException) -> RegistryUnavailable:
+        return RegistryUnavailable(f"cannot reach the registry at {self.address} ({action}): {_reason(exc)}")
+
+    # --- HTTP and authentication ---------------------------------------------------------------
+
+    @contextmanager
+    def _response(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str | None,
+        action: str,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> Iterator[Any]:
+        """The answer to ``method path``, after answering one authentication challenge; closed after."""
+        response = self._send(method, self.url + path, scope=scope, action=action, headers=headers, data=data)
+        try:
+            if response.status_code == 401:
+                challenge = str(response.headers.get("WWW-Authenticate", ""))
+                response.close()
+                if self._authorize(challenge, scope, action):
+                    response = self._send(
+                        method, self.url + path, scope=scope, action=action, headers=headers, data=data
+                    )
+            yield response
+        finally:
+            response.close()
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str | None,
+        action: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+    ) -> Any:
+        import requests
+
+        all_headers = dict(headers or {})
+        authorization = self._authorization(scope)
+        if authorization:
+            all_headers["Authorization"] = authorization
+        try:
+            return self._http().request(method, url, headers=all_headers, data=data, timeout=self._timeouts)
+        except (requests.RequestException, OSError) as exc:
+            raise self._unavailable(action, exc) from exc
+
+    def _http(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            if self._session is None:
+                import requests
+
+                session = requests.Session()
+                adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                self._session = session
+            return self._session
+
+    def _authorization(self, scope: str | None) -> str | None:
+        with self._lock:
+            token = self._tokens.get(scope or "")
+            if token is not None:
+                return f"Bearer {token}"
+            if self._basic and self._credentials is not None:
+                return self._credentials.header()
+        return None
+
+    def _authorize(self, challenge: str, scope: str | None, action: str) -> bool:
+        """Prepare to answer ``challenge``; False when there is nothing better to send (the 401 stays)."""
+        scheme, _, rest = challenge.strip().partition(" ")
+        params = _challenge_params(rest)
+        credentials = self._stored_credentials()
+        if scheme.lower() == "basic":
+            if credentials is None:
+                return False
+            with self._lock:
+                self._basic = True
+            return True
+        if scheme.lower() == "bearer" and params.get("realm"):
+            token = self._fetch_token(params, scope, credentials, action)
+            with self._lock:
+                self._tokens[scope or ""] = token
+            return True
+        return False
+
+    def _fetch_token(
+        self, params: Mapping[str, str], scope: str | None, credentials: _Credentials | None, action: str
+    ) -> str:
+        """A bearer token from the challenge's realm, for its scope (else ``scope``)."""
+        import requests
+
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        for item in (params.get("scope") or scope or "").split():
+            query.append(("scope", item))
+        headers = {"Authorization": credentials.header()} if credentials is not None else {}
+        realm = params["realm"]
+        token_action = f"{action}: asking {realm} for a token"
+        try:
+            response = self._http().get(realm, params=query, headers=headers, timeout=self._timeouts)
+        except (requests.RequestException, OSError) as exc:
+            raise self._unavailable(token_action, exc) from exc
+        with response:
+            self._check(response, token_action)
+            body = self._content(response, token_action)
+        answer = _json_object(body, f"{self.address}: the token from {realm}")
+        token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"the registry at {self.address}: {realm} answered without a token")
+        return token
+
+    def _stored_credentials(self) -> _Credentials | None:
+        with self._lock:
+            if not self._credentials_read:
+                self._credentials = read_credentials(self.host, self._auth_file)
+                self._credentials_read = True
+            return self._credentials
+
+
+# --- pure functions ----------------------------------------------------------------------------
+
+
+def parse_address(address: str) -> tuple[str, str, str, str]:
+    """``(scheme, address sans scheme, host[:port], prefix)`` of ``[scheme://]host[:port][/prefix]``.
+
+    Without a scheme a loopback host is spoken to over http (like dockerd's default insecure
+    registries), any other over https.
+    """
+    text = address.strip()
+    scheme = ""
+    for candidate in ("http", "https"):
+        if text.lower().startswith(candidate + "://"):
+            scheme, text = candidate, text[len(candidate) + 3 :]
+    text = text.strip("/")
+    host, _, prefix = text.partition("/")
+    if not host:
+        raise ValueError(f"not a registry address: {address!r}")
+    if host.count(":") > 1 and not host.startswith("["):
+        host = f"[{host}]"  # a bare IPv6 address, such as ::1 (no port then)
+    if not scheme:
+        scheme = "http" if _is_loopback(host) else "https"
+    return scheme, text, host, prefix.strip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    else:
+        name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name.lower() in LOOPBACK_HOSTS or re.fullmatch(r"127(?:\.\d{1,3}){3}", name) is not None
+
+
+def index_digest(images: Sequence[RemoteImage]) -> str:
+    """The digest ``put_index`` gives the index of ``images`` (to see whether a tag already has it)."""
+    return _sha256(index_document(images))
+
+
+def index_document(images: Sequence[RemoteImage]) -> bytes:
+    """An OCI image index of ``images`` sorted by platform, as deterministic JSON bytes."""
+    if not images:
+        raise ValueError("an index needs at least one image")
+    seen: dict[str, RemoteImage] = {}
+    for image in images:
+        if not image.platform:
+            raise ValueError(f"{image.repository}@{image.digest} is not a single-platform image")
+        if image.platform in seen and seen[image.platform].digest != image.digest:
+            raise ValueError(f"two images for {image.platform}: {seen[image.platform].digest} and {image.digest}")
+        seen[image.platform] = image
+    manifests = [
+        {"mediaType": image.media_type, "digest": image.digest, "size": image.size, "platform": _platform(platform)}
+        for platform, image in sorted(seen.items())
+    ]
+    document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _platform(platform: str) -> dict[str, str]:
+    os_, _, rest = platform.partition("/")
+    architecture, _, variant = rest.partition("/")
+    described = {"os": os_, "architecture": architecture}
+    if variant:
+        described["variant"] = variant
+    return described
+
+
+def read_credentials(host: str, auth_file: Path | None = None) -> _Credentials | None:
+    """The user and password for ``host`` in the Docker config file, if it holds them.
+
+    Only ``auths`` entries are read (``auth``, else ``username``/``password``); credential
+    helpers (``credsStore``, ``credHelpers``) are not run.
+    """
+    path = auth_file if auth_file is not None else default_auth_file()
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"cannot read the Docker config file {path}: {exc}") from exc
+    auths = config.get("auths") if isinstance(config, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = _auth_key(host)
+    for key, entry in auths.items():
+        if isinstance(entry, dict) and _auth_key(str(key)) == wanted:
+            found = _entry_credentials(entry)
+            if found is not None:
+                return found
+    return None
+
+
+def default_auth_file() -> Path:
+    """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    directory = os.environ.get("DOCKER_CONFIG")
+    return Path(directory) / "config.json" if directory else Path.home() / ".docker" / "config.json"
+
+
+def _auth_key(key: str) -> str:
+    """The host of an ``auths`` key, which may carry a scheme and a path (``https://host/v1/``)."""
+    text = key.strip().lower()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    host = text.partition("/")[0]
+    return default_registry_name() if host in default_registry_hosts() else host
+
+
+def _entry_credentials(entry: Mapping[str, Any]) -> _Credentials | None:
+    encoded = entry.get("auth")
+    if isinstance(encoded, str) and encoded:
+        try:
+            username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return _Credentials(username=username, password=password) if sep else None
+    user, secret = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(secret, str) and user:
+        return _Credentials(username=user, password=secret)
+    return None
+
+
+def _challenge_params(text: str) -> dict[str, str]:
+    """``{"realm": ..., "service": ..., "scope": ...}`` of a ``WWW-Authenticate`` challenge's parameters."""
+    params: dict[str, str] = {}
+    for match in _CHALLENGE_PARAM.finditer(text):
+        quoted, bare = match[2], match[3]
+        params[match[1].lower()] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare or ""
+    return params
+
+
+def _config_digest(media_type: str, manifest: Mapping[str, Any]) -> str | None:
+    """The image config blob of a single-image manifest; None for an index or an artifact."""
+    config = manifest.get("config")
+    if media_type not in SINGLE_IMAGE_TYPES or not isinstance(config, dict):
+        return None
+    digest = config.get("digest")
+    if config.get("mediaType") not in IMAGE_CONFIG_TYPES or not isinstance(digest, str):
+        return None
+    return digest
+
+
+def _check_tag(tag: str) -> None:
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"not a valid tag: {tag!r}")
+
+
+def _pull(remote: str) -> str:
+    return f"repository:{remote}:pull"
+
+
+def _push(remote: str) -> str:
+    return f"repository:{remote}:pull,push"
+
+
+def _separator(reference: str) -> str:
+    return "@" if ":" in reference else ":"
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _digest(response: Any, body: bytes) -> str:
+    answered = response.headers.get("Docker-Content-Digest")
+    return str(answered) if answered else _sha256(body)
+
+
+def _media_type(response: Any, body: bytes) -> str:
+    """The manifest's media type: the Content-Type, else its ``mediaType`` field."""
+    header = str(response.headers.get("Content-Type") or "").partition(";")[0].strip()
+    if header in SINGLE_IMAGE_TYPES or header in INDEX_TYPES:
+        return header
+    try:
+        field = json.loads(body).get("mediaType")
+    except (ValueError, AttributeError):
+        field = None
+    return str(field) if isinstance(field, str) and field else header
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise RegistryError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return value
+
+
+def _error_detail(response: Any) -> str:
+    """``HTTP 403 DENIED: requested access ...`` from the registry's ``{"errors": [...]}`` body."""
+    import requests
+
+    status = f"HTTP {response.status_code}"
+    try:
+        errors = json.loads(response.content).get("errors")
+    except (requests.RequestException, ValueError, AttributeError):  # the status alone is the detail
+        errors = None
+    if isinstance(errors, list):
+        parts = [
+            " ".join(str(error.get(field)) for field in ("code", "message") if error.get(field))
+            for error in errors
+            if isinstance(error, dict)
+        ]
+        text = "; ".join(part for part in parts if part)
+        if text:
+            return f"{status} {text}"
+    reason = str(getattr(response, "reason", "") or "")
+    return f"{status} {reason}".strip()
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a connection failure ("Connection refused"), else the exception's."""
+    import requests
+
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, requests.Timeout | TimeoutError):
+            return "timed out"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        # requests wraps urllib3's MaxRetryError, whose ``reason`` wraps the socket's error
+        pending.extend((*current.args, getattr(current, "reason", None), current.__cause__, current.__context__))
+    return str(exc)

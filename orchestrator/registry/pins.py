@@ -1,0 +1,212 @@
+"""Pinning external bases: resolving them to digests, checking a lock, finding what moved.
+
+A reference is resolved for one platform, in this order:
+
+1. a reference that already carries a digest (``debian@sha256:...``) is its own pin;
+2. a reference that names a registry host (``registry.example.com:5000/team/base:1``) is asked of
+   that registry: the platform's manifest digest (from the index when the tag is multi-platform);
+3. otherwise, or when the registry cannot answer, the local engine: the image ID of the image with
+   that name, if its platform is the one wanted (bases imported here, ``docker import``/``load``).
+
+An unqualified reference (``alpine:3.19``) lives in Docker's default registry, which the
+orchestrator does not ask: pull it first (then the engine has it) or name a registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from orchestrator.core.imageref import ImageReference
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.core.platforms import normalize
+from orchestrator.engine.api import Executor
+from orchestrator.errors import OrchestratorError
+from orchestrator.graph.graph import TargetGraph
+from orchestrator.registry.client import INDEX_TYPES, Registry, RegistryError, RegistryUnavailable
+from orchestrator.registry.defaults import default_registry_hosts, looks_like_host
+from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin
+
+
+class LockError(OrchestratorError):
+    """A base that cannot be pinned, or a lock that does not fit the workspace (exit 2)."""
+
+
+def bases_in_use(graph: TargetGraph, nodes: Iterable[Node] | None = None) -> dict[tuple[str, str], list[Node]]:
+    """(external reference, platform) -> the nodes that use it, for ``nodes`` (default: all)."""
+    used: dict[tuple[str, str], list[Node]] = {}
+    for node in sorted(graph.node_deps if nodes is None else nodes):
+        for reference in graph.node_deps[node].externals:
+            used.setdefault((reference, node.platform), []).append(node)
+    return used
+
+
+class Resolver:
+    """Resolves references to pins through registries (one client per host) and the local engine."""
+
+    def __init__(self, executor: Executor | None, registry_factory: Callable[[str], Registry] = Registry) -> None:
+        self.executor = executor
+        self.registry_factory = registry_factory
+        self._registries: dict[str, Registry] = {}
+
+    def resolve(self, reference: str, platform: str) -> Pin:
+        parsed = ImageReference.parse(reference)
+        if parsed.digest is not None:
+            return Pin(digest=parsed.digest, source="reference")
+        reasons = []
+        host = parsed.repository.partition("/")[0]
+        if "/" in parsed.repository and looks_like_host(host) and host not in default_registry_hosts():
+            try:
+                found = self._from_registry(host, parsed, platform)
+            except (RegistryUnavailable, RegistryError) as exc:
+                found, why = None, str(exc)
+            else:
+                why = f"the registry {host} has no {parsed.repository.partition('/')[2]}:{parsed.tag}"
+            if found is not None:
+                return Pin(digest=found, source="registry")
+            reasons.append(why)
+        pin, why = self._from_engine(reference, platform)
+        if pin is not None:
+            return pin
+        reasons.append(why)
+        raise LockError(f"cannot pin {reference} for {platform}: {'; '.join(reasons)}")
+
+    def close(self) -> None:
+        for registry in self._registries.values():
+            registry.close()
+
+    def _from_registry(self, host: str, parsed: ImageReference, platform: str) -> str | None:
+        registry = self._registries.setdefault(host, self.registry_factory(host))
+        tag = parsed.tag or "latest"
+        image = registry.lookup(parsed.repository, tag)
+        if image is None:
+            return None
+        if image.media_type not in INDEX_TYPES:
+            if normalize(image.platform) != normalize(platform):
+                raise RegistryError(f"{parsed} in {host} is for {image.platform}, not {platform}")
+            return image.digest
+        _, body, _ = registry.manifest_bytes(parsed.repository, image.digest)
+        for entry in json.loads(body).get("manifests", []):
+            wanted = entry.get("platform") or {}
+            found = "/".join(p for p in (wanted.get("os"), wanted.get("architecture"), wanted.get("variant")) if p)
+            if found and normalize(found) == normalize(platform):
+                return str(entry["digest"])
+        raise RegistryError(f"{parsed} in {host} has no image for {platform}")
+
+    def _from_engine(self, reference: str, platform: str) -> tuple[Pin | None, str]:
+        if self.executor is None:
+            return None, "no Docker engine to ask"
+        info = self.executor.inspect(reference)
+        if info is None:
+            return None, f"the engine has no image {reference} (pull or import it first)"
+        if normalize(info.platform) != normalize(platform):
+            return None, f"the engine's {reference} is for {info.platform}, not {platform}"
+        return Pin(digest=info.image_id, source="engine"), ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockChange:
+    reference: str
+    platform: str
+    old: str | None  # None: newly pinned
+    new: str | None  # None: dropped (no target uses it any more)
+
+
+def updated_lock(
+    graph: TargetGraph, lock: Lock | None, resolver: Resolver, *, update: Iterable[str] | None = None
+) -> tuple[Lock, list[LockChange]]:
+    """The lock the workspace needs: every base in use pinned, nothing else.
+
+    Pins already in ``lock`` are kept, except for the references in ``update`` (every reference when
+    ``update`` is empty; none when it is None), which are resolved again.
+    """
+    wanted = set(update) if update is not None else set()
+    refresh_all = update is not None and not wanted
+    in_use = bases_in_use(graph)
+    unknown = sorted(wanted - {reference for reference, _ in in_use})
+    if unknown:
+        raise LockError(f"no target uses {', '.join(unknown)}; bases in use: {_listing(in_use)}")
+    bases: dict[str, dict[str, Pin]] = {}
+    changes = []
+    for reference, platform in sorted(in_use):
+        old = lock.pin(reference, platform) if lock is not None else None
+        pin = old
+        if pin is None or refresh_all or reference in wanted:
+            pin = resolver.resolve(reference, platform)
+        if old is None or old.digest != pin.digest:
+            old_digest = None if old is None else old.digest
+            changes.append(LockChange(reference=reference, platform=platform, old=old_digest, new=pin.digest))
+        bases.setdefault(reference, {})[platform] = pin
+    for reference, platform, pin in lock.pins() if lock is not None else ():
+        if (reference, platform) not in in_use:
+            changes.append(LockChange(reference=reference, platform=platform, old=pin.digest, new=None))
+    return Lock(bases), changes
+
+
+def check_locked(graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node]) -> None:
+    """``build --locked``: every base the nodes use is pinned, and the lock pins nothing unused."""
+    needed = bases_in_use(graph, nodes)
+    missing = [
+        (ref, platform, users) for (ref, platform), users in sorted(needed.items()) if _pin(lock, ref, platform) is None
+    ]
+    if missing:
+        shown = "; ".join(f"{ref} for {platform} (used by {_labels(users)})" for ref, platform, users in missing)
+        raise LockError(f"--locked: {LOCK_FILE} does not pin {shown}; run: orchestrator lock")
+    in_use = bases_in_use(graph)
+    stale = [(ref, platform) for ref, platform, _ in (lock.pins() if lock else ()) if (ref, platform) not in in_use]
+    if stale:
+        shown = ", ".join(f"{ref} for {platform}" for ref, platform in stale)
+        message = f"--locked: {LOCK_FILE} is stale: it pins {shown}, which no target uses; run: orchestrator lock"
+        raise LockError(message)
+
+
+def _pin(lock: Lock | None, reference: str, platform: str) -> Pin | None:
+    return None if lock is None else lock.pin(reference, platform)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outdated:
+    reference: str
+    platform: str
+    locked: str
+    current: str | None  # None: could not be resolved now (``error`` says why)
+    error: str | None
+    targets: tuple[Label, ...]  # every target that would rebuild: the users and their dependents
+
+
+def outdated_bases(graph: TargetGraph, lock: Lock, resolver: Resolver) -> list[Outdated]:
+    """Locked bases whose digest moved (or cannot be resolved any more), with what they would rebuild."""
+    in_use = bases_in_use(graph)
+    found = []
+    for reference, platform, pin in lock.pins():
+        if pin.source == "reference" or (reference, platform) not in in_use:
+            continue
+        try:
+            current, error = resolver.resolve(reference, platform).digest, None
+        except LockError as exc:
+            current, error = None, str(exc)
+        if current == pin.digest:
+            continue
+        users = {n.label for n in in_use[(reference, platform)]}
+        affected = users | graph.labels.reachable(users, upward=False)
+        found.append(
+            Outdated(
+                reference=reference,
+                platform=platform,
+                locked=pin.digest,
+                current=current,
+                error=error,
+                targets=tuple(sorted(affected)),
+            )
+        )
+    return found
+
+
+def _labels(nodes: Iterable[Node]) -> str:
+    return ", ".join(sorted({str(n.label) for n in nodes}))
+
+
+def _listing(in_use: Mapping[tuple[str, str], list[Node]]) -> str:
+    return ", ".join(sorted({reference for reference, _ in in_use})) or "none"

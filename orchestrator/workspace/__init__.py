@@ -1,0 +1,1 @@
+"""The workspace on disk: its root, BUILD evaluation (``buildfile/``), the load cache, images.lock, changed files."""

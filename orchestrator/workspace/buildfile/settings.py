@@ -1,0 +1,49 @@
+"""``workspace(...)`` in the WORKSPACE file, checked and turned into WorkspaceSettings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.core.model import WorkspaceSettings
+from orchestrator.errors import BuildFileError
+from orchestrator.workspace.buildfile.rules import OPT_BOOL, OPT_NUMBER, OPT_STR, OPT_STR_LIST, check_attrs
+
+WORKSPACE_ATTRS = {
+    "name": OPT_STR,
+    "platforms": OPT_STR_LIST,
+    "registry": OPT_STR,
+    "hermetic": OPT_BOOL,
+    "cache_dir": OPT_STR,
+    "key_digest": OPT_STR,
+    "eval_timeout": OPT_NUMBER,
+    "eval_memory_mb": OPT_NUMBER,
+    "engine_timeout": OPT_NUMBER,
+}
+KEY_DIGESTS = ("xxh3", "sha256")
+
+
+def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkspaceSettings:
+    check_attrs("workspace", WORKSPACE_ATTRS, args, {"name": kwargs.get("name") or "workspace", **kwargs})
+    key_digest = kwargs.get("key_digest") or "xxh3"
+    if key_digest not in KEY_DIGESTS:
+        raise BuildFileError(f"workspace(): key_digest must be one of {', '.join(KEY_DIGESTS)}, got {key_digest!r}")
+    return WorkspaceSettings(
+        eval_timeout_s=_positive(kwargs, "eval_timeout", 60.0),
+        eval_memory_mb=int(_positive(kwargs, "eval_memory_mb", 2048)),
+        engine_timeout_s=_positive(kwargs, "engine_timeout", 120.0),
+        name=kwargs.get("name") or "",
+        platforms=tuple(kwargs.get("platforms") or ()),
+        registry=kwargs.get("registry"),
+        hermetic=bool(kwargs.get("hermetic")),
+        cache_dir=kwargs.get("cache_dir"),
+        key_digest=key_digest,
+    )
+
+
+def _positive(kwargs: dict[str, Any], attr: str, default: float) -> float:
+    value = kwargs.get(attr)
+    if value is None:
+        return default
+    if value <= 0:
+        raise BuildFileError(f"workspace(): {attr} must be a positive number, got {value!r}")
+    return float(value)

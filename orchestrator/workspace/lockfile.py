@@ -1,0 +1,131 @@
+"""``images.lock``: every external base pinned, per platform, to a digest (meant to be committed).
+
+    {
+      "version": 1,
+      "bases": {
+        "debian:bookworm": {
+          "linux/amd64": {"digest": "sha256:...", "source": "engine"},
+          "linux/arm64": {"digest": "sha256:...", "source": "registry"}
+        }
+      }
+    }
+
+``source`` says what the digest is: ``engine``, the image ID of a base imported into the local
+engine (a build names it ``sha256:<id>``); ``registry``, the manifest digest of the platform's image
+in the registry the reference names (a build names it ``repository@sha256:...``); ``reference``, a
+digest the Dockerfile itself already gives. The file is written sorted, with a final newline, so a
+lock that did not change is byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.imageref import ImageReference
+from orchestrator.errors import Location, WorkspaceError
+
+LOCK_FILE = "images.lock"
+LOCK_VERSION = 1
+SOURCES = ("engine", "registry", "reference")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pin:
+    digest: str
+    source: str
+
+    def reference(self, written: str) -> str:
+        """What a build names instead of ``written``: the exact image this pin stands for."""
+        if self.source == "engine":
+            return self.digest  # an image ID: the classic builder takes it in FROM and --from
+        parsed = ImageReference.parse(written)
+        return f"{parsed.repository}@{self.digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    bases: Mapping[str, Mapping[str, Pin]] = field(default_factory=dict)  # reference -> platform -> pin
+
+    def pin(self, reference: str, platform: str) -> Pin | None:
+        return self.bases.get(reference, {}).get(platform)
+
+    def pins(self) -> Iterator[tuple[str, str, Pin]]:
+        for reference, platforms in sorted(self.bases.items()):
+            for platform, pin in sorted(platforms.items()):
+                yield reference, platform, pin
+
+    def digests(self) -> dict[tuple[str, str], str]:
+        """(reference, platform) -> digest, what keys are made from."""
+        return {(reference, platform): pin.digest for reference, platform, pin in self.pins()}
+
+
+def lock_path(root: Path) -> Path:
+    return root / LOCK_FILE
+
+
+def read_lock(root: Path) -> Lock | None:
+    """The workspace's lock, None without one; WorkspaceError naming the file when it is malformed."""
+    path = lock_path(root)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return parse_lock(text)
+
+
+def parse_lock(text: str) -> Lock:
+    """A lock from its text; WorkspaceError naming the problem."""
+    try:
+        data = json.loads(text)
+        return _from_json(data)
+    except json.JSONDecodeError as exc:
+        raise WorkspaceError(
+            f"not valid JSON: {exc.msg}", location=Location(LOCK_FILE, exc.lineno, exc.colno)
+        ) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkspaceError(f"{LOCK_FILE} is not a lock file of version {LOCK_VERSION}: {exc}") from None
+
+
+def write_lock(root: Path, lock: Lock) -> bool:
+    """Write the lock atomically; False when the file already said exactly this."""
+    text = json.dumps(_to_json(lock), indent=2, sort_keys=True) + "\n"
+    path = lock_path(root)
+    if path.is_file() and path.read_text() == text:
+        return False
+    fd, partial = tempfile.mkstemp(prefix=".images.lock.", dir=root)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+    return True
+
+
+def _to_json(lock: Lock) -> dict[str, Any]:
+    bases: dict[str, dict[str, dict[str, str]]] = {}
+    for reference, platform, pin in lock.pins():
+        bases.setdefault(reference, {})[platform] = {"digest": pin.digest, "source": pin.source}
+    return {"version": LOCK_VERSION, "bases": bases}
+
+
+def _from_json(data: Any) -> Lock:
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+        raise ValueError(f'expected an object with "version": {LOCK_VERSION}')
+    bases: dict[str, dict[str, Pin]] = {}
+    for reference, platforms in data["bases"].items():
+        for platform, pin in platforms.items():
+            if pin["source"] not in SOURCES or not str(pin["digest"]).startswith("sha256:"):
+                raise ValueError(f"{reference} {platform}: bad pin {pin!r}")
+            bases.setdefault(reference, {})[platform] = Pin(digest=pin["digest"], source=pin["source"])
+    return Lock(bases)
+
+
+def changed_pins(before: Lock | None, after: Lock | None) -> set[tuple[str, str]]:
+    """(reference, platform) pairs pinned differently (or only) in one of the two locks."""
+    old = before.digests() if before is not None else {}
+    new = after.digests() if after is not None else {}
+    return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}

@@ -1,0 +1,122 @@
+"""An in-memory registry for tests of the planner and the build: the RegistryClient protocol, no network.
+
+The FakeExecutor pushes to and pulls from it (``FakeExecutor(registry=...)``). ``up=False`` makes
+every call raise RegistryUnavailable; ``poison`` puts another image under a tag; ``indexes`` holds
+what ``put_index`` was given.
+
+    registry = FakeRegistry()
+    fake = FakeExecutor(registry=registry)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import types
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from orchestrator.registry.client import OCI_INDEX, RegistryUnavailable, RemoteImage, index_digest
+
+if TYPE_CHECKING:
+    from orchestrator.registry.cache import RegistryClient
+
+FAKE_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+class FakeRegistry:
+    def __init__(self, address: str = "registry.test:5000", *, up: bool = True) -> None:
+        self.address = address
+        self.up = up
+        self.manifests: dict[tuple[str, str], RemoteImage] = {}  # (repository, tag) -> image
+        self.indexes: dict[tuple[str, str], tuple[RemoteImage, ...]] = {}
+        self.lookups = 0
+        self._lock = threading.Lock()
+
+    # --- the RegistryClient protocol -----------------------------------------------------------
+
+    def reference(self, repository: str, tag: str) -> str:
+        return f"{self.address}/{repository}:{tag}"
+
+    def lookup(self, repository: str, tag: str) -> RemoteImage | None:
+        self._check_up()
+        with self._lock:
+            self.lookups += 1
+            return self.manifests.get((repository, tag))
+
+    def lookup_many(
+        self, wanted: Sequence[tuple[str, str]], *, workers: int = 8
+    ) -> dict[tuple[str, str], RemoteImage | None]:
+        return {item: self.lookup(*item) for item in wanted}
+
+    def tag_manifest(self, repository: str, source: RemoteImage, tag: str) -> str:
+        self._check_up()
+        with self._lock:
+            self.manifests[(repository, tag)] = source
+            self.indexes.pop((repository, tag), None)
+        return source.digest
+
+    def put_index(self, repository: str, tag: str, images: Sequence[RemoteImage]) -> str:
+        self._check_up()
+        digest = index_digest(images)
+        index = RemoteImage(
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            media_type=OCI_INDEX,
+            size=0,
+            labels={},
+            platform="",
+        )
+        with self._lock:
+            self.indexes[(repository, tag)] = tuple(sorted(images, key=lambda i: i.platform))
+            self.manifests[(repository, tag)] = index
+        return digest
+
+    # --- what the FakeExecutor and tests use ---------------------------------------------------
+
+    def store(self, reference: str, labels: Mapping[str, str], platform: str) -> RemoteImage:
+        """Put an image under ``reference`` (``address/repository:tag``), as a push does."""
+        self._check_up()
+        repository, tag = self._split(reference)
+        image = RemoteImage(
+            repository=repository,
+            tag=tag,
+            digest=_digest(repository, platform, *sorted(f"{k}={v}" for k, v in labels.items())),
+            media_type=FAKE_MANIFEST,
+            size=0,
+            labels=types.MappingProxyType(dict(labels)),
+            platform=platform,
+        )
+        with self._lock:
+            self.manifests[(repository, tag)] = image
+        return image
+
+    def fetch(self, reference: str) -> RemoteImage | None:
+        """The image under ``reference``, as a pull finds it."""
+        self._check_up()
+        with self._lock:
+            return self.manifests.get(self._split(reference))
+
+    def poison(self, repository: str, tag: str, *, labels: Mapping[str, str], platform: str) -> None:
+        """Overwrite a tag with another image (a writer that cannot be trusted)."""
+        self.store(self.reference(repository, tag), labels, platform)
+
+    def _split(self, reference: str) -> tuple[str, str]:
+        prefix = f"{self.address}/"
+        if not reference.startswith(prefix):
+            raise ValueError(f"{reference} is not in the fake registry {self.address}")
+        repository, _, tag = reference[len(prefix) :].rpartition(":")
+        return repository, tag
+
+    def _check_up(self) -> None:
+        if not self.up:
+            raise RegistryUnavailable(f"cannot reach the registry at {self.address}: the fake registry is down")
+
+
+def _digest(*parts: str) -> str:
+    return "sha256:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+if TYPE_CHECKING:
+    _conforms: RegistryClient = FakeRegistry()
