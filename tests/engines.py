@@ -113,8 +113,15 @@ class PrivateEngine:
         self._dockerd = None
 
     def sigstop(self) -> None:
-        """Freeze dockerd: its socket accepts connections that nobody answers."""
+        """Freeze dockerd: its socket accepts connections that nobody answers.
+
+        Returns once every thread of dockerd is stopped: the signal reaches a thread running on
+        another core a moment later, long enough for it to answer one more request.
+        """
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and not _all_threads_stopped(self.pid):
+            time.sleep(0.01)
 
     def sigcont(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
@@ -350,6 +357,15 @@ def _unmount_under(root: Path) -> None:
     for point in sorted(set(points), key=lambda p: p.count("/"), reverse=True):
         if not _try("umount", point):
             _try("umount", "-l", point)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in state T (stopped), from /proc."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _processes() -> Iterator[tuple[int, str]]:
