@@ -13,24 +13,17 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
-from orchestrator.cli.session import (
-    Engine,
-    check_runnable,
-    connect,
-    print_plan_warnings,
-    remote_cache,
-    sigterm_stops_cleanly,
-)
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.cli.session import sigterm_stops_cleanly
+from orchestrator.engine.local import Engine, connect
+from orchestrator.errors import UsageError
 from orchestrator.graph import query
-from orchestrator.keys.hashing import keys_with_store
-from orchestrator.keys.manifests import changes, load_manifest
-from orchestrator.pipeline.build import Build, BuildOptions
+from orchestrator.keys.explain import explain
+from orchestrator.pipeline import run as pipeline
+from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan
-from orchestrator.registry.pins import check_locked
+from orchestrator.pipeline.run import Request, remote_cache
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
@@ -99,48 +92,44 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         affected = query.affected(graph, targets_changed_since(loaded, command.since))
         selected = [label for label in selected if label in affected]
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
-    build_options = BuildOptions(
-        jobs=command.jobs or os.cpu_count() or 1,
-        keep_going=command.keep_going,
-        no_cache=command.no_cache,
-        platforms=command.platforms,
-        load=command.load,
-        push=command.push,
-        engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
+    request = Request(
+        labels=selected,
+        options=BuildOptions(
+            jobs=command.jobs or os.cpu_count() or 1,
+            keep_going=command.keep_going,
+            no_cache=command.no_cache,
+            platforms=command.platforms,
+            load=command.load,
+            push=command.push,
+            engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
+        ),
+        locked=command.locked,
+        dry_run=command.dry_run,
     )
     remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, push=command.push)
     console = stderr_console()
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
-        run = Build(loaded, store, cache_dir, None, build_options, display, remote)
-        keys = run.compute_keys(selected)
-        nodes = [k.node for k in keys]
-        if command.locked:
-            check_locked(graph, loaded.lock, nodes)
-        engine: Engine | None = None
         try:
-            engine = engine_future.result()
-        except OrchestratorError:
-            if not command.dry_run:
-                raise
-            # a dry run works without a daemon; records are then not verified
-        if engine is not None:
-            engine.journal_builds(cache_dir)
-            run.executor = engine.executor
-        plan = run.plan(selected, keys, images=None if engine is None else engine.images)
-        print_plan_warnings(console, remote, plan)
-        if command.dry_run:
-            if command.output in (None, "text"):
-                _print_plan(plan)
-            else:
-                typer.echo(render_plan(plan, graph, command.output))
-            return
-        assert engine is not None
-        check_runnable(engine, {p.node.platform for p in plan.to_build})
-        try:
-            summary = run.run(plan)
+            result = pipeline.run(
+                loaded=loaded,
+                store=store,
+                cache_dir=cache_dir,
+                request=request,
+                engine=engine_future.result,
+                listener=display,
+                remote=remote,
+                warn=lambda message: console.print(f"[yellow]WARNING[/] {message}", highlight=False),
+            )
         finally:
             display.stop()
+    if result.summary is None:  # a dry run
+        if command.output in (None, "text"):
+            _print_plan(result.plan)
+        else:
+            typer.echo(render_plan(result.plan, graph, command.output))
+        return
+    summary = result.summary
     print_summary(console, summary)
     if command.report is not None:
         write_report(summary, command.report)
@@ -156,31 +145,12 @@ def run_explain(ctx: typer.Context, target: str, output: str) -> None:
     loaded = load_workspace(ctx)
     label = loaded.graph.resolve(target)
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
-    result = []
     with Store(cache_dir) as store:
-        _, keys = keys_with_store(store, loaded, loaded.graph.nodes_of(label))
-        records = Records(store)
-        for node_key in keys:
-            last = records.last_key(node_key.node)
-            old = load_manifest(store, last) if last else None
-            entry: dict[str, object] = {"label": str(label), "platform": node_key.node.platform, "key": node_key.key}
-            if last is None:
-                entry["state"] = "never built"
-            elif last == node_key.key:
-                entry["state"] = "up to date" if records.get(last) else "known key, no record"
-            elif old is None:
-                entry["state"] = "changed (the last build's manifest is not stored)"
-            else:
-                entry["state"] = "changed"
-                entry["last_key"] = last
-                entry["changes"] = [
-                    {"entry": n, "old": o, "new": v} for n, o, v in changes(store, old, node_key.manifest)
-                ]
-            result.append(entry)
+        result = explain(loaded, store, label)
     if output == "json":
         emit_json(result)
         return
     for entry in result:
         typer.echo(f"{entry['label']} {entry['platform']}: {entry['state']} (key {entry['key']})")
-        for change in entry.get("changes", []):  # type: ignore[attr-defined]
+        for change in entry.get("changes", []):
             typer.echo(f"  {change['entry']}: {change['old']} -> {change['new']}")

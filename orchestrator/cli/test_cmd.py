@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -33,14 +33,8 @@ from orchestrator.core.platforms import normalize
 from orchestrator.imagetest.probe import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from orchestrator.cache.store import Store
-    from orchestrator.cli.session import Engine
-    from orchestrator.imagetest.runner import Job, JobOutcome
-    from orchestrator.pipeline.build import BuildOptions, BuildSummary
-    from orchestrator.registry.cache import RemoteCache
-    from orchestrator.workspace.loading import LoadedWorkspace
+    from orchestrator.imagetest.runner import JobOutcome
+    from orchestrator.pipeline.summary import BuildSummary
 
 
 @handle_errors
@@ -106,18 +100,22 @@ class ImageTestOptions:
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     from orchestrator.cache.store import Store
-    from orchestrator.cli.session import connect, remote_cache
     from orchestrator.engine.docker_probe import DockerProbe
+    from orchestrator.engine.local import connect
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
     from orchestrator.imagetest.runner import (
         RunOptions,
         exit_code,
+        has_commands,
         plan_jobs,
         run_jobs,
         select_tests,
         tests_changed_since,
     )
-    from orchestrator.pipeline.build import BuildOptions, Terminated
+    from orchestrator.pipeline import run as pipeline
+    from orchestrator.pipeline.options import BuildOptions, Terminated
+    from orchestrator.pipeline.run import Request, remote_cache
+    from orchestrator.report.console import ConsoleDisplay, print_summary
     from orchestrator.report.summary import image_tests_markdown, write_step_summary
 
     loaded = load_workspace(ctx)
@@ -138,10 +136,32 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     )
     remote = remote_cache(loaded, command.registry, write=command.remote_cache_write)
     console = stderr_console()
+    request = Request(
+        labels=sorted({job.image for job in jobs}),
+        options=build_options,
+        # A command on a foreign platform runs under emulation, as that platform's builds do.
+        commands_on=frozenset(j.platform for j in jobs if has_commands(j.test)),
+    )
+    display = ConsoleDisplay(console)
     # Talking to the engine waits mostly on the daemon: on a thread while the keys are computed.
     with ThreadPoolExecutor(max_workers=1) as pool, Store(cache_dir) as store:
         engine_future = pool.submit(connect)
-        summary = _build(loaded, store, cache_dir, build_options, remote, console, engine_future, jobs)
+        try:
+            result = pipeline.run(
+                loaded=loaded,
+                store=store,
+                cache_dir=cache_dir,
+                request=request,
+                engine=engine_future.result,
+                listener=display,
+                remote=remote,
+                warn=lambda message: console.print(f"[yellow]WARNING[/] {message}", highlight=False),
+            )
+        finally:
+            display.stop()
+        summary = result.summary
+        assert summary is not None
+        print_summary(console, summary)
         if summary.interrupted:
             return summary.exit_code
         probe = DockerProbe()
@@ -163,43 +183,6 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         warn=lambda message: typer.echo(f"WARNING {message}", err=True),
     )
     return code
-
-
-def _build(
-    loaded: LoadedWorkspace,
-    store: Store,
-    cache_dir: Path,
-    build_options: BuildOptions,
-    remote: RemoteCache | None,
-    console: Console,
-    engine_future: Future[Engine],
-    jobs: Sequence[Job],
-) -> BuildSummary:
-    """Build the tests' images as ``orchestrator build`` does (what is cached is not built again)."""
-    from orchestrator.cli.session import check_runnable, print_plan_warnings
-    from orchestrator.imagetest.runner import has_commands
-    from orchestrator.pipeline.build import Build
-    from orchestrator.report.console import ConsoleDisplay, print_summary
-
-    labels = sorted({job.image for job in jobs})
-    display = ConsoleDisplay(console)
-    build = Build(loaded, store, cache_dir, None, build_options, display, remote)
-    keys = build.compute_keys(labels)
-    engine = engine_future.result()
-    engine.journal_builds(cache_dir)
-    build.executor = engine.executor
-    plan = build.plan(labels, keys, images=engine.images)
-    print_plan_warnings(console, remote, plan)
-    # A command on a foreign platform runs under emulation, as that platform's builds do.
-    check_runnable(
-        engine, {p.node.platform for p in plan.to_build} | {j.platform for j in jobs if has_commands(j.test)}
-    )
-    try:
-        summary = build.run(plan)
-    finally:
-        display.stop()
-    print_summary(console, summary)
-    return summary
 
 
 # --- output ---------------------------------------------------------------------------------------

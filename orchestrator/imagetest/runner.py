@@ -33,7 +33,7 @@ from orchestrator.imagetest.checks import CheckResult, run_checks
 from orchestrator.imagetest.probe import ContainerProbe
 from orchestrator.imagetest.results import ResultCache, now, result_key
 from orchestrator.imagetest.spec import parse_spec
-from orchestrator.pipeline.build import BuildSummary, NodeStatus
+from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.workspace.loading import LoadedWorkspace
 
 OK_IMAGES = (NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.PULLED)

@@ -9,6 +9,7 @@ from orchestrator.cache.statcache import StatCache
 from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
+from orchestrator.keys import parallel
 from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import inputs_name, manifest_name
 from orchestrator.workspace.loading import LoadedWorkspace
@@ -29,6 +30,10 @@ def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]
         algorithm=loaded.workspace.settings.key_digest,
         pins=None if loaded.lock is None else loaded.lock.digests(),
     )
+    nodes = list(nodes)
+    todo = computer.missing_inputs(nodes)
+    if parallel.usable(len(todo)):
+        parallel.prefetch_inputs(computer, todo)  # on every core, when there is enough to hash
     keys = computer.keys(nodes)
     for digest, manifest in computer.new_inputs.items():
         store.add(inputs_name(digest), [list(entry) for entry in manifest])

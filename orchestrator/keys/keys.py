@@ -57,14 +57,14 @@ class KeyComputer:
         self.new_inputs: dict[str, Manifest] = {}  # input manifests computed in this run, by digest
         self.entries: dict[Label, tuple[ContextEntry, ...]] = {}  # the context each image target sends
 
+    def missing_inputs(self, nodes: Iterable[Node]) -> list[Label]:
+        """The targets of ``nodes`` and their ancestors whose inputs are not hashed yet."""
+        closure = self.graph.nodes_with_ancestors(set(nodes))
+        return sorted({node.label for node in closure} - self._inputs.keys())
+
     def keys(self, nodes: Iterable[Node]) -> list[NodeKey]:
         wanted = set(nodes)
         closure = self.graph.nodes_with_ancestors(wanted)
-        todo = sorted({node.label for node in closure} - self._inputs.keys())
-        from orchestrator.keys import parallel as parallel_inputs  # a cycle at import time otherwise
-
-        if parallel_inputs.usable(len(todo)):
-            parallel_inputs.prefetch_inputs(self, todo)
         for node in self.graph.topological_nodes(closure):
             self.key(node)
         return [self._keys[n] for n in sorted(wanted)]

@@ -5,8 +5,8 @@ and that image carries the key label; otherwise the node is rebuilt, and the rea
 key with no record at all (a new or quarantined cache) whose content tag the engine holds with the
 right key label counts as cached: its record is re-made from what the engine knows. With a
 registry cache, a node to build whose content tag the registry holds, with the same key label and
-platform, is not built (``REMOTE``); it is pulled only when a node built here rests on it. Nothing
-here builds or talks to anything; it only describes.
+platform, is not built (``REMOTE``); it is pulled only when a node built here rests on it. Everything
+here is pure: it takes what the cache, the engine and the registry hold as data, and describes.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from orchestrator.cache.records import BuildRecord, Records
-from orchestrator.cache.store import Store
+from orchestrator.cache.records import BuildRecord
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
-from orchestrator.engine.api import KEY_LABEL, Executor, ImageSummary
+from orchestrator.engine.api import KEY_LABEL, ImageSummary
 from orchestrator.keys.keys import NodeKey
-from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.registry.client import RemoteImage
 
 CONTENT_TAG_PREFIX = "key-"
@@ -79,92 +77,70 @@ def content_image(repository: str, key: str) -> str:
 
 
 def check_record(
-    record: BuildRecord | None,
-    key: str,
-    executor: Executor | None,
-    images: Mapping[str, ImageSummary] | None = None,
+    record: BuildRecord | None, key: str, images: Mapping[str, ImageSummary] | None
 ) -> tuple[BuildRecord | None, str]:
     """The record if it can be trusted, else None and why not.
 
-    ``images`` is one listing of the engine's images (the planner checks every node against it
-    instead of asking the engine once per node); without it the engine is asked.
+    ``images``: what the engine holds under each ``repository:tag`` (one listing; None without an
+    engine, when records cannot be checked).
     """
     if record is None:
         return None, "no record for this key"
-    if executor is None:
+    if images is None:
         return record, "recorded (image not checked: no daemon)"
-    found = _content_tagged(record.image, executor, images)
+    found = images.get(record.image)
     if found is None:
         return None, f"image {record.image} is gone from the engine"
-    image_id, labels = found
-    if labels.get(KEY_LABEL) != key:
+    if found.labels.get(KEY_LABEL) != key:
         return None, f"image {record.image} carries another key label"
-    if image_id != record.image_id:
-        return None, f"{record.image} names {_short(image_id)}, not the recorded {_short(record.image_id)}"
+    if found.image_id != record.image_id:
+        return None, f"{record.image} names {_short(found.image_id)}, not the recorded {_short(record.image_id)}"
     return record, "recorded, image present"
 
 
-def remade_record(
-    node: Node, key: str, image: str, executor: Executor | None, images: Mapping[str, ImageSummary] | None
-) -> BuildRecord | None:
+def remade_record(node: Node, key: str, image: str, images: Mapping[str, ImageSummary] | None) -> BuildRecord | None:
     """A record for a key nobody recorded, when the engine holds its content tag with the key label."""
-    if executor is None:
-        return None
-    found = _content_tagged(image, executor, images)
-    if found is None or found[1].get(KEY_LABEL) != key:
+    found = None if images is None else images.get(image)
+    if found is None or found.labels.get(KEY_LABEL) != key:
         return None
     return BuildRecord(
         key=key,
         label=str(node.label),
         platform=node.platform,
         image=image,
-        image_id=found[0],
+        image_id=found.image_id,
         duration_s=0.0,
         built_at="",
         log="",
     )
 
 
-def _content_tagged(
-    image: str, executor: Executor, images: Mapping[str, ImageSummary] | None
-) -> tuple[str, Mapping[str, str]] | None:
-    """The image ID and labels of ``image`` (a content-tagged reference) in the engine, or None."""
-    if images is not None:
-        summary = images.get(image)
-        return None if summary is None else (summary.image_id, summary.labels)
-    info = executor.inspect(image)
-    return None if info is None else (info.image_id, info.labels)
-
-
 def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def why_new_key(store: Store, records: Records, node_key: NodeKey) -> str:
-    last = records.last_key(node_key.node)
-    if last is None:
-        return "never built"
-    old = load_manifest(store, last)
-    if old is None:
-        return "new key (the previous manifest is not stored)"
-    found = changes(store, old, node_key.manifest)
-    shown = ", ".join(describe(c) for c in found[:3])
-    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-    return f"{shown}{more}" if found else "new key"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Known:
+    """What the local cache says of the keys being planned (read before planning)."""
+
+    records: Mapping[str, BuildRecord]  # by key, the records that exist
+    new_key_reasons: Mapping[str, str]  # by key, for keys without a record: what changed since the last build
 
 
 def make_plan(
     *,
-    store: Store,
     keys: list[NodeKey],
     order: list[Node],
-    repositories: dict[Label, str],
+    repositories: Mapping[Label, str],
     selected: frozenset[Label],
-    executor: Executor | None,
-    images: Mapping[str, ImageSummary] | None = None,
+    known: Known,
+    images: Mapping[str, ImageSummary] | None,
     no_cache: bool = False,
 ) -> Plan:
-    records = Records(store)
+    """Cached or to build, for every node of ``order``: pure, from what the cache and the engine hold.
+
+    ``images``: the engine's listing (None without an engine: records are then trusted unchecked).
+    """
     by_node = {k.node: k for k in keys}
     planned = []
     for node in order:
@@ -183,14 +159,15 @@ def make_plan(
                 )
             )
             continue
-        record, reason = check_record(records.get(node_key.key), node_key.key, executor, images)
+        record, reason = check_record(known.records.get(node_key.key), node_key.key, images)
         remade = False
-        if record is None and reason == "no record for this key":
-            record = remade_record(node, node_key.key, image, executor, images)
+        if record is None and node_key.key not in known.records:
+            record = remade_record(node, node_key.key, image, images)
             remade = record is not None
-            reason = "no record, but the engine holds its content tag with the key label" if remade else reason
-            if not remade:
-                reason = why_new_key(store, records, node_key)
+            if remade:
+                reason = "no record, but the engine holds its content tag with the key label"
+            else:
+                reason = known.new_key_reasons.get(node_key.key, "never built")
         action = Action.CACHED if record is not None else Action.BUILD
         planned.append(
             PlannedNode(

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from orchestrator.core.model import Node
 from orchestrator.pipeline import scheduler
-from orchestrator.pipeline.build import BuildSummary, NodeStatus
 from orchestrator.pipeline.plan import Action, Plan
+from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 
 STYLE = {
     NodeStatus.BUILT: "green",

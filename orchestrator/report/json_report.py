@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.pipeline.build import BuildSummary
+from orchestrator.pipeline.summary import BuildSummary
 
 SCHEMA_VERSION = 1
 

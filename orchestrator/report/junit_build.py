@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.imagetest.junit import Case, Suite, write_junit
-from orchestrator.pipeline.build import BuildSummary, NodeReport, NodeStatus
 from orchestrator.pipeline.plan import Action, PlannedNode
+from orchestrator.pipeline.summary import BuildSummary, NodeReport, NodeStatus
 
 SUITE_PREFIX = "build "
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from orchestrator.imagetest.checks import CheckResult
-from orchestrator.pipeline.build import BuildSummary, NodeReport, NodeStatus
+from orchestrator.pipeline.summary import BuildSummary, NodeReport, NodeStatus
 
 ENV_VAR = "GITHUB_STEP_SUMMARY"
 MAX_ROWS = 50  # of the node table and of the failed checks (the JSON report has them all)

@@ -7,8 +7,10 @@ from pathlib import Path
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.engine.api import BuildRequest
-from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action
+from orchestrator.pipeline.run import Pipeline
+from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.workspace.loading import load
 from tests.fakes.executor import FakeExecutor
 from tests.workspaces import ScratchWorkspace
@@ -24,7 +26,7 @@ ALL_BUILT_ORDER_PARENTS = [
 def run_build(ws: ScratchWorkspace, executor: FakeExecutor, *patterns: str, **options: object) -> BuildSummary:
     loaded = load(ws.root)
     with Store(ws.cache_dir) as store:
-        build = Build(loaded, store, ws.cache_dir, executor, BuildOptions(**options))  # type: ignore[arg-type]
+        build = Pipeline(loaded, store, ws.cache_dir, executor, BuildOptions(**options))  # type: ignore[arg-type]
         plan = build.plan(loaded.graph.select(list(patterns)))
         return build.run(plan)
 
@@ -121,7 +123,7 @@ def test_plan_says_why_a_node_rebuilds(family: ScratchWorkspace) -> None:
     family.write({"base/motd": "changed\n"})
     loaded = load(family.root)
     with Store(family.cache_dir) as store:
-        plan = Build(loaded, store, family.cache_dir, executor, BuildOptions()).plan(loaded.graph.select([]))
+        plan = Pipeline(loaded, store, family.cache_dir, executor, BuildOptions()).plan(loaded.graph.select([]))
     reasons = {str(p.node.label): p.reason for p in plan.nodes if p.action is Action.BUILD}
     assert reasons["//base:company-base"] == "changed ctx motd"
     assert "changed parent company-base" in reasons["//lang/node:company-node-base"]
@@ -239,7 +241,7 @@ def test_dockerfile_edited_after_hashing_fails_with_input_changed(family: Scratc
     loaded = load(family.root)
     executor = FakeExecutor()
     with Store(family.cache_dir) as store:
-        build = Build(loaded, store, family.cache_dir, executor, BuildOptions())
+        build = Pipeline(loaded, store, family.cache_dir, executor, BuildOptions())
         plan = build.plan(loaded.graph.select(["//apps/static"]))
         dockerfile = family.path("apps/static/Dockerfile")  # outside the context "src"
         dockerfile.write_text(dockerfile.read_text().replace("-o /app", "-o /bin"))  # the same size

@@ -9,8 +9,9 @@ import pytest
 
 from orchestrator.cache.store import Store
 from orchestrator.errors import WorkspaceError
-from orchestrator.pipeline.build import Build, BuildOptions
 from orchestrator.pipeline.hermetic import HermeticError, PinnedImageMissing, check_hermetic, check_pinned_images
+from orchestrator.pipeline.options import BuildOptions
+from orchestrator.pipeline.run import Pipeline
 from orchestrator.registry.pins import LockError, Resolver, check_locked, outdated_bases, updated_lock
 from orchestrator.workspace.loading import load
 from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin, read_lock, write_lock
@@ -161,7 +162,7 @@ def test_builds_name_the_pinned_digests(family: ScratchWorkspace, tmp_path: Path
     lock = lock_family(family, executor)
     loaded = load(family.root)
     with Store(tmp_path / "cache") as store:
-        build = Build(loaded, store, tmp_path / "cache", executor, BuildOptions())
+        build = Pipeline(loaded, store, tmp_path / "cache", executor, BuildOptions())
         assert build.run(build.plan(loaded.graph.select(["//apps/static", "//apps/web"]))).exit_code == 0
     static = next(r for r in executor.requests if str(r.node.label) == "//apps/static:static")
     gcc = lock.pin("gcc:13", "linux/amd64")
@@ -206,7 +207,7 @@ def test_hermetic_images_need_srcs_and_pinned_bases(family: ScratchWorkspace, tm
     check_hermetic(loaded.graph, loaded.workspace.settings, loaded.lock, nodes)  # declared and pinned
     executor = engine_with_bases()
     with Store(tmp_path / "cache") as store:
-        build = Build(loaded, store, tmp_path / "cache", executor, BuildOptions())
+        build = Pipeline(loaded, store, tmp_path / "cache", executor, BuildOptions())
         build.run(build.plan(loaded.graph.select(["//apps/static", "//apps/api"])))
     network = {str(r.node.label): r.network_mode for r in executor.requests}
     assert network["//apps/static:static"] == "none"

@@ -9,8 +9,10 @@ import pytest
 from orchestrator.cache.records import Records
 from orchestrator.cache.store import Store
 from orchestrator.engine.api import KEY_LABEL
-from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan
+from orchestrator.pipeline.run import Pipeline
+from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.registry.cache import RemoteCache
 from orchestrator.workspace.loading import load
 from tests.fakes.executor import FakeExecutor
@@ -22,10 +24,10 @@ TWO_PLATFORMS = 'workspace(name = "family", platforms = ["linux/amd64", "linux/a
 
 def make_build(
     ws: ScratchWorkspace, executor: FakeExecutor, cache_dir: Path, remote: RemoteCache | None, **options: object
-) -> tuple[Build, Plan]:
+) -> tuple[Pipeline, Plan]:
     loaded = load(ws.root)
     store = Store(cache_dir)
-    build = Build(loaded, store, cache_dir, executor, BuildOptions(**options), remote=remote)  # type: ignore[arg-type]
+    build = Pipeline(loaded, store, cache_dir, executor, BuildOptions(**options), remote=remote)  # type: ignore[arg-type]
     plan = build.plan(loaded.graph.select([]))
     return build, plan
 
@@ -192,7 +194,7 @@ def test_images_built_before_the_registry_was_set_are_pushed(family: ScratchWork
     executor = FakeExecutor(registry=registry)
     loaded = load(family.root)
     with Store(tmp_path / "a") as store:
-        build = Build(loaded, store, tmp_path / "a", executor, BuildOptions())
+        build = Pipeline(loaded, store, tmp_path / "a", executor, BuildOptions())
         build.run(build.plan(loaded.graph.select([])))
     assert registry.manifests == {}
     summary = run(family, executor, registry, tmp_path / "a")
@@ -264,7 +266,7 @@ def test_platform_option_selects_nodes(family: ScratchWorkspace, tmp_path: Path)
     executor = FakeExecutor()
     loaded = load(family.root)
     with Store(tmp_path / "a") as store:
-        build = Build(loaded, store, tmp_path / "a", executor, BuildOptions(platforms=("linux/arm64",)))
+        build = Pipeline(loaded, store, tmp_path / "a", executor, BuildOptions(platforms=("linux/arm64",)))
         summary = build.run(build.plan(loaded.graph.select([])))
     assert {r.node.platform for r in summary.reports} == {"linux/arm64"}
     assert {r.platform for r in executor.requests} == {"linux/arm64"}
@@ -276,6 +278,6 @@ def test_platform_option_matching_nothing_is_an_error(family: ScratchWorkspace, 
 
     loaded = load(family.root)
     with Store(tmp_path / "a") as store:
-        build = Build(loaded, store, tmp_path / "a", FakeExecutor(), BuildOptions(platforms=(platform,)))
+        build = Pipeline(loaded, store, tmp_path / "a", FakeExecutor(), BuildOptions(platforms=(platform,)))
         with pytest.raises(NothingMatchedError, match="linux/s390x"):
             build.compute_keys(loaded.graph.select([]))

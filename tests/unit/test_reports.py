@@ -22,8 +22,10 @@ from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.imagetest.checks import CheckKind, CheckResult
 from orchestrator.pipeline import scheduler
-from orchestrator.pipeline.build import Build, BuildOptions, BuildSummary, NodeStatus
+from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan, PlannedNode
+from orchestrator.pipeline.run import Pipeline
+from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.registry.cache import RemoteCache
 from orchestrator.report.json_report import report_data
 from orchestrator.report.junit_build import build_suites, write_build_junit
@@ -55,7 +57,7 @@ def run_build(
     loaded = load(ws.root)
     cache = cache_dir or ws.cache_dir
     with Store(cache) as store:
-        build = Build(loaded, store, cache, executor, BuildOptions(**options), listener, remote)
+        build = Pipeline(loaded, store, cache, executor, BuildOptions(**options), listener, remote)
         return build.run(build.plan(loaded.graph.select([])))
 
 

@@ -1,0 +1,282 @@
+"""The build pipeline: the ONE function ``build`` and ``test`` call, and the Pipeline it drives.
+
+    keys -> (lock check) -> engine -> plan -> warnings -> runnable? -> execute -> promote -> summary
+
+``run`` does all of it for a selection and returns the plan and what came of it; the CLI only
+parses, calls it, prints and exits. ``Pipeline`` holds one invocation's state: it gathers what the
+cache, the engine and the registry hold, hands that to the pure planner (``plan.py``), runs the plan
+(``execute.py``), builds a second time what the registry failed to deliver, and promotes
+(``promote.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cache.records import Records
+from orchestrator.cache.store import Store
+from orchestrator.core.label import Label
+from orchestrator.core.model import Node
+from orchestrator.core.platforms import normalize
+from orchestrator.engine.api import Executor, ImageSummary, TransferFailed
+from orchestrator.engine.emulation import check_emulation
+from orchestrator.engine.local import Engine
+from orchestrator.errors import NothingMatchedError, OrchestratorError, UsageError
+from orchestrator.keys.hashing import keys_with_store
+from orchestrator.keys.keys import KeyComputer, NodeKey
+from orchestrator.keys.manifests import changes, describe, load_manifest
+from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.execute import Executed, Execution, Listener
+from orchestrator.pipeline.hermetic import check_hermetic, check_pinned_images
+from orchestrator.pipeline.options import BuildOptions, Terminated
+from orchestrator.pipeline.plan import Known, Plan, make_plan, use_remote
+from orchestrator.pipeline.promote import promote, publish_selected
+from orchestrator.pipeline.summary import BuildSummary, NodeReport, all_reports, prefer_work_done
+from orchestrator.registry.cache import RemoteCache
+from orchestrator.registry.pins import check_locked
+from orchestrator.workspace.loading import LoadedWorkspace
+from orchestrator.workspace.provenance import workspace_labels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What ``build`` or ``test`` asks of the pipeline."""
+
+    labels: list[Label]
+    options: BuildOptions
+    locked: bool = False  # images.lock must pin every external base used, and nothing else
+    dry_run: bool = False  # plan only (works without an engine)
+    commands_on: frozenset[str] = frozenset()  # platforms that will run commands afterwards (image tests)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    plan: Plan
+    summary: BuildSummary | None  # None for a dry run
+
+
+def run(
+    *,
+    loaded: LoadedWorkspace,
+    store: Store,
+    cache_dir: Path,
+    request: Request,
+    engine: Callable[[], Engine],
+    listener: Listener | None = None,
+    remote: RemoteCache | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Result:
+    """Build ``request.labels`` and everything they need (or, with ``dry_run``, only plan it).
+
+    ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
+    the hashing); a dry run goes on without one when it raises.
+    """
+    pipeline = Pipeline(loaded, store, cache_dir, None, request.options, listener, remote)
+    keys = pipeline.compute_keys(request.labels)
+    if request.locked:
+        check_locked(loaded.graph, loaded.lock, [k.node for k in keys])
+    connected: Engine | None = None
+    try:
+        connected = engine()
+    except OrchestratorError:
+        if not request.dry_run:
+            raise
+        # a dry run works without a daemon; records are then not verified
+    if connected is not None:
+        connected.journal_builds(cache_dir)
+        pipeline.executor = connected.executor
+    plan = pipeline.plan(request.labels, keys, images=None if connected is None else connected.images)
+    for warning in plan_warnings(remote, plan):
+        warn(warning)
+    if request.dry_run:
+        return Result(plan=plan, summary=None)
+    assert connected is not None
+    check_runnable(connected, {p.node.platform for p in plan.to_build} | request.commands_on)
+    return Result(plan=plan, summary=pipeline.run(plan))
+
+
+def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[str]:
+    """The registry's warnings so far (it was unreachable) and every poisoned content tag."""
+    warnings = list(remote.warnings) if remote is not None else []
+    warnings += [f"{p.node}: {p.reason}" for p in plan.nodes if p.poisoned]
+    return warnings
+
+
+def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
+    """Every platform that will run here has an emulator (checked only for an engine on this machine)."""
+    wanted = set(platforms)
+    if wanted and engine.executor.is_local():
+        check_emulation(wanted, engine.executor.native_platform())
+
+
+def remote_cache(
+    loaded: LoadedWorkspace, registry: str | None, *, write: bool = True, push: bool = False
+) -> RemoteCache | None:
+    """The registry cache of ``--registry``, else WORKSPACE's ``registry=``; None without either."""
+    address = registry or loaded.workspace.settings.registry
+    if not address:
+        if push:
+            raise UsageError("--push needs a registry: set registry= in WORKSPACE or pass --registry")
+        return None
+    from orchestrator.registry.client import Registry
+
+    return RemoteCache(Registry(address), write=write)
+
+
+class Pipeline:
+    """One build invocation: keys, plan, execution, promotion (see the module docstring)."""
+
+    def __init__(
+        self,
+        loaded: LoadedWorkspace,
+        store: Store,
+        cache_dir: Path,
+        executor: Executor | None,
+        options: BuildOptions,
+        listener: Listener | None = None,
+        remote: RemoteCache | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.graph = loaded.graph
+        self.store = store
+        self.records = Records(store)
+        self.cache_dir = cache_dir
+        self.executor = executor
+        self.options = options
+        self.listener = listener
+        self.remote = remote
+        self.computer: KeyComputer | None = None
+        self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
+        self._keys: list[NodeKey] = []
+
+    def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
+        """The selection's nodes (only ``options.platforms``' if given)."""
+        wanted = {normalize(p) for p in self.options.platforms}
+        nodes = [n for label in labels for n in self.graph.nodes_of(label) if not wanted or n.platform in wanted]
+        if not nodes:
+            shown = ", ".join(sorted(wanted))
+            raise NothingMatchedError(f"no selected target is built for {shown}")
+        return nodes
+
+    def compute_keys(self, labels: list[Label]) -> list[NodeKey]:
+        """Keys of the selection and everything it needs (no engine needed)."""
+        closure = self.graph.nodes_with_ancestors(self.selected_nodes(labels))
+        self.computer, keys = keys_with_store(self.store, self.loaded, self.graph.topological_nodes(closure))
+        self._keys = keys
+        return keys
+
+    def plan(
+        self,
+        labels: list[Label],
+        keys: list[NodeKey] | None = None,
+        *,
+        images: Mapping[str, ImageSummary] | None = None,
+    ) -> Plan:
+        """Cached, in the registry or to build, for every node of the selection's closure.
+
+        ``images``: one listing of the engine's images (taken here when there is an engine and none
+        is given).
+        """
+        if keys is None:
+            keys = self.compute_keys(labels)
+        self._keys = keys
+        check_hermetic(self.graph, self.loaded.workspace.settings, self.loaded.lock, [k.node for k in keys])
+        closure = self.graph.with_dependencies(labels)
+        repositories = {label: self.graph.targets[label].repository for label in closure}
+        if images is None and self.executor is not None:
+            images = self.executor.references()
+        plan = make_plan(
+            keys=keys,
+            order=self.graph.topological_nodes(k.node for k in keys),
+            repositories=repositories,
+            selected=frozenset(labels),
+            known=self._known(keys),
+            images=images if self.executor is not None else None,
+            no_cache=self.options.no_cache,
+        )
+        if self.remote is not None:
+            found = self.remote.lookup(plan.nodes, {p.node: repositories[p.node.label] for p in plan.nodes})
+            for node in self.distrusted:
+                found.pop(node, None)
+            parents = {p.node: [ref.node for ref in self.graph.node_deps[p.node].parents] for p in plan.nodes}
+            load = self.selected_nodes(labels) if self.options.load else ()
+            plan = use_remote(plan, found, parents, load=load)
+        if self.executor is not None:
+            check_pinned_images(self.graph, self.loaded.lock, [p.node for p in plan.to_build], self.executor)
+        return plan
+
+    def _known(self, keys: list[NodeKey]) -> Known:
+        """What the local cache holds for ``keys``: their records, and why a key without one is new."""
+        records = {k.key: record for k in keys if (record := self.records.get(k.key)) is not None}
+        reasons = {k.key: self._why_new_key(k) for k in keys if k.key not in records}
+        return Known(records=records, new_key_reasons=reasons)
+
+    def _why_new_key(self, node_key: NodeKey) -> str:
+        last = self.records.last_key(node_key.node)
+        if last is None:
+            return "never built"
+        old = load_manifest(self.store, last)
+        if old is None:
+            return "new key (the previous manifest is not stored)"
+        found = changes(self.store, old, node_key.manifest)
+        shown = ", ".join(describe(c) for c in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return f"{shown}{more}" if found else "new key"
+
+    def run(self, plan: Plan) -> BuildSummary:
+        """Execute ``plan``; what the registry failed to deliver is built here in a second pass."""
+        assert self.executor is not None and self.computer is not None
+        execution = Execution(
+            loaded=self.loaded,
+            records=self.records,
+            cache_dir=self.cache_dir,
+            executor=self.executor,
+            computer=self.computer,
+            options=self.options,
+            base_labels=workspace_labels(self.loaded.root),
+            listener=self.listener,
+            remote=self.remote,
+        )
+        executed = execution.execute(plan)
+        first_pass: Mapping[Node, NodeReport] = {}
+        failed_pulls = [] if executed.stop is not None else _failed_pulls(plan, executed)
+        if failed_pulls and self.remote is not None:
+            # A registry copy that failed to pull, or turned out wrong once pulled, is built here
+            # instead: plan again without trusting those copies (what was done is now cached).
+            first_pass = all_reports(plan, execution.done, executed.outcomes)
+            self.distrusted.update(failed_pulls)
+            for node in failed_pulls:
+                self.remote.warn(f"{node}: {executed.outcomes[node].error}; building it here instead")
+            plan = self.plan(sorted(plan.selected), self._keys)
+            executed = execution.execute(plan)
+        second = all_reports(plan, execution.done, executed.outcomes)
+        reports = {n: prefer_work_done(first_pass.get(n), report) for n, report in second.items()}
+        interrupted = executed.stop is not None
+        promoted = () if interrupted else promote(self.graph, self.executor, plan, reports)
+        published = None
+        if self.options.push and not interrupted:
+            published = publish_selected(self.graph, self.remote, plan, reports, execution.in_registry)
+        stop = executed.stop
+        return BuildSummary(
+            plan=plan,
+            reports=tuple(reports[p.node] for p in plan.nodes),
+            promoted=promoted,
+            interrupted=interrupted,
+            terminated=isinstance(stop, Terminated) or isinstance(getattr(stop, "__cause__", None), Terminated),
+            warnings=tuple(self.remote.warnings) if self.remote is not None else (),
+            published=published,
+        )
+
+
+def _failed_pulls(plan: Plan, executed: Executed) -> list[Node]:
+    """Nodes whose registry copy could not be pulled or was wrong once pulled."""
+    outcomes = executed.outcomes
+    return [
+        p.node
+        for p in plan.to_pull
+        if p.node in outcomes
+        and outcomes[p.node].status is scheduler.Status.FAILED
+        and isinstance(outcomes[p.node].error, TransferFailed)
+    ]
