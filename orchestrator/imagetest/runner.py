@@ -1,6 +1,6 @@
 """Running image tests: which (test, platform) jobs to run, their cached results, the checks.
 
-    select_tests -> plan_jobs -> run_jobs (cached results, or checks run in parallel) -> exit_code
+    select_tests -> plan_jobs -> run_jobs (cached results, or checks run on the shared scheduler) -> exit_code
 
 Nothing here builds or prints: the command builds the images first and passes the build's summary,
 and a callback hears of each outcome as it comes.
@@ -8,9 +8,9 @@ and a callback hears of each outcome as it comes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from orchestrator.cache.store import Store
 from orchestrator.core.label import Label, Pattern, looks_like_label
@@ -33,6 +33,7 @@ from orchestrator.imagetest.checks import CheckResult, run_checks
 from orchestrator.imagetest.probe import ContainerProbe
 from orchestrator.imagetest.results import ResultCache, now, result_key
 from orchestrator.imagetest.spec import parse_spec
+from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.workspace.loading import LoadedWorkspace
 
@@ -198,36 +199,79 @@ def _run_checks(
     options: RunOptions,
     on_outcome: Callable[[JobOutcome], None],
 ) -> list[JobOutcome]:
-    def check(job: Job, image: str) -> list[CheckResult]:
-        return run_checks(parse_spec(job.test.spec), image, job.platform, probe, timeout_s=options.timeout_s)
+    """The jobs' checks on the shared scheduler: jobs without parents, fail-fast on the daemon gone."""
+    images = {job: image for job, image, _ in to_run}
+    checked: dict[Job, JobOutcome] = {}  # filled by worker threads, each its own job
 
-    outcomes = []
-    with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="test") as pool:
-        running: dict[Future[list[CheckResult]], tuple[Job, str]] = {
-            pool.submit(check, job, image): (job, key) for job, image, key in to_run
-        }
+    def check(job: Job, cancel: threading.Event) -> None:
         try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job, key = running.pop(future)
-                    try:
-                        results = future.result()
-                    except DaemonUnavailable:
-                        raise
-                    except OrchestratorError as exc:  # the engine refused; the other tests go on
-                        outcome = JobOutcome(job=job, error=str(exc), error_case="checks", exit_code=EXIT_USAGE)
-                    else:
-                        ran_at = now()
-                        cache.put(key, results, ran_at)  # here, in one thread, not in the workers
-                        outcome = JobOutcome(job=job, results=tuple(results), ran_at=ran_at)
-                    on_outcome(outcome)
-                    outcomes.append(outcome)
-        except BaseException:
-            # Ctrl-C or the daemon gone: start nothing more; running checks finish and remove their containers.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return outcomes
+            results = run_checks(
+                parse_spec(job.test.spec), images[job], job.platform, probe, timeout_s=options.timeout_s
+            )
+        except DaemonUnavailable:
+            raise  # a FAILED node: fail-fast starts no other check, and run_jobs raises it
+        except OrchestratorError as exc:  # the engine refused; the other tests go on
+            checked[job] = JobOutcome(job=job, error=str(exc), error_case="checks", exit_code=EXIT_USAGE)
+        else:
+            checked[job] = JobOutcome(job=job, results=tuple(results))
+
+    cancel = threading.Event()
+    report = _Report(checked, {job: key for job, _, key in to_run}, cache, cancel, on_outcome)
+    try:
+        outcomes = scheduler.run(
+            images,
+            {},
+            check,
+            jobs=options.jobs,
+            keep_going=False,
+            priority={job: -float(i) for i, job in enumerate(images)},  # started in the jobs' order, as a queue would
+            cancel=cancel,
+            listener=report,
+        )
+    except scheduler.Interrupted as stop:
+        # Ctrl-C or SIGTERM, once the running checks finished: the caller tells the two apart.
+        interrupt = stop.__cause__
+        raise (interrupt if isinstance(interrupt, KeyboardInterrupt) else stop) from None
+    failure = next((o.error for o in outcomes.values() if o.status is scheduler.Status.FAILED), None)
+    if failure is not None:  # the daemon gone (or a bug): the first one, once the running checks finished
+        raise failure
+    return report.outcomes
+
+
+class _Report:
+    """The scheduler's listener: caches and reports each job's outcome, in the scheduling thread."""
+
+    def __init__(
+        self,
+        checked: Mapping[Job, JobOutcome],
+        keys: Mapping[Job, str],
+        cache: ResultCache,
+        cancel: threading.Event,
+        on_outcome: Callable[[JobOutcome], None],
+    ) -> None:
+        self.outcomes: list[JobOutcome] = []
+        self._checked, self._keys, self._cache = checked, keys, cache
+        self._cancel, self._on_outcome = cancel, on_outcome
+        self._failed = False
+
+    def started(self, node: Job) -> None:
+        pass
+
+    def finished(self, outcome: scheduler.Outcome[Job]) -> None:
+        if outcome.status is not scheduler.Status.SUCCEEDED:
+            self._failed = True  # a check raised, or the run stops: nothing more is reported
+            return
+        # After Ctrl-C or a failure, checks that were running finish unreported and uncached, as before.
+        if self._failed or self._cancel.is_set():
+            return
+        job = outcome.node
+        result = self._checked[job]
+        if result.error is None:
+            ran_at = now()
+            self._cache.put(self._keys[job], result.results, ran_at)  # here, in one thread, not in the workers
+            result = replace(result, ran_at=ran_at)
+        self._on_outcome(result)
+        self.outcomes.append(result)
 
 
 def _not_built(job: Job, summary: BuildSummary) -> JobOutcome:
