@@ -125,6 +125,28 @@ class GitError(OrchestratorError):
     """git could not answer (``--since``)."""
 
 
+def failure_reason(exc: BaseException, *, timeouts: tuple[type[BaseException], ...] = ()) -> str:
+    """The operating system's words for a connection failure ("Connection refused"), else the exception's.
+
+    The exception's arguments, causes and a ``reason`` attribute are searched, nearest first (requests
+    wraps urllib3's MaxRetryError, whose ``reason`` wraps the socket's error); one of ``timeouts``
+    found on the way is "timed out".
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, timeouts):
+            return "timed out"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending.extend((*current.args, getattr(current, "reason", None), current.__cause__, current.__context__))
+    return str(exc)
+
+
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """A ``did you mean ...?`` suffix, or '' when nothing is close."""
     import difflib

@@ -18,11 +18,11 @@ The modules, in the order a plan uses them:
 - ``planned`` and ``problems``: the values these pass around and return.
 """
 
-from orchestrator.adopt.planned import Action, InitPlan, PlannedFile, PlannedImage
+from orchestrator.adopt.planned import FileAction, InitPlan, PlannedFile, PlannedImage
 from orchestrator.adopt.planning import plan
 from orchestrator.adopt.problems import InitProblems, Problem
 from orchestrator.adopt.render import GENERATED_MARK
 from orchestrator.adopt.writing import apply
 
-__all__ = ["GENERATED_MARK", "Action", "InitPlan", "InitProblems", "PlannedFile", "PlannedImage", "Problem"]
+__all__ = ["GENERATED_MARK", "FileAction", "InitPlan", "InitProblems", "PlannedFile", "PlannedImage", "Problem"]
 __all__ += ["apply", "plan"]

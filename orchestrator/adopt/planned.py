@@ -18,7 +18,9 @@ from orchestrator.graph.graph import TargetGraph
 PATH_ORIGIN = "the path"  # where a repository comes from when neither the mapping nor a LABEL gives it
 
 
-class Action(StrEnum):
+class FileAction(StrEnum):
+    """What ``init`` does with one BUILD or WORKSPACE file."""
+
     CREATE = "create"
     OVERWRITE = "overwrite"  # generated earlier, --force
     UNCHANGED = "unchanged"  # generated earlier, the same as now
@@ -65,7 +67,7 @@ class PlannedImage:
 class PlannedFile:
     path: str  # root-relative
     text: str
-    action: Action
+    action: FileAction
     images: int = 0  # image() calls in it (0 for WORKSPACE)
 
 
@@ -80,7 +82,7 @@ class InitPlan:
 
     @property
     def to_write(self) -> tuple[PlannedFile, ...]:
-        return tuple(f for f in self.files if f.action in (Action.CREATE, Action.OVERWRITE))
+        return tuple(f for f in self.files if f.action in (FileAction.CREATE, FileAction.OVERWRITE))
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.adopt.naming import target_name
-from orchestrator.adopt.planned import Action, InitPlan, PlannedFile, PlannedImage
+from orchestrator.adopt.planned import FileAction, InitPlan, PlannedFile, PlannedImage
 from orchestrator.adopt.problems import InitProblems, graph_problems
 from orchestrator.adopt.render import render_build, render_workspace
 from orchestrator.adopt.scan import Scan
@@ -24,21 +24,23 @@ def planned_files(
     files: list[PlannedFile] = []
     keep: set[str] = set()
     if not has_workspace:
-        files.append(PlannedFile(path="WORKSPACE", text=render_workspace(target_name(root.name)), action=Action.CREATE))
+        files.append(
+            PlannedFile(path="WORKSPACE", text=render_workspace(target_name(root.name)), action=FileAction.CREATE)
+        )
     by_package: dict[str, list[PlannedImage]] = {}
     for image in images:
         by_package.setdefault(image.package, []).append(image)
     for package, package_images in sorted(by_package.items()):
         path = posixpath.join(package, "BUILD")
         text = render_build(package_images)
-        action = Action.CREATE
+        action = FileAction.CREATE
         if package in scan.generated:
             if (root / path).read_text(encoding="utf-8") == text:
-                action = Action.UNCHANGED
+                action = FileAction.UNCHANGED
             elif force:
-                action = Action.OVERWRITE
+                action = FileAction.OVERWRITE
             else:
-                action = Action.KEEP
+                action = FileAction.KEEP
                 keep.add(package)
         files.append(PlannedFile(path=path, text=text, action=action, images=len(package_images)))
     return tuple(files), keep

@@ -15,6 +15,7 @@ nothing is racy, the tree's summary is returned without decoding the per-entry r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,13 @@ from orchestrator.cache.store import Store
 # Wider than any file system's mtime granularity we meet (ext4, xfs, overlayfs tick with the
 # kernel's coarse clock; FAT needs 2 s).
 RACY_WINDOW_NS = 2_000_000_000
+
+StatSignature = tuple[int, int, int, int]  # (size, mtime_ns, ctime_ns, inode)
+
+
+def stat_signature(st: os.stat_result) -> StatSignature:
+    """What moves when a file changes: its size, mtime, ctime (an exec bit, a retargeted link) and inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class Stat(Protocol):
@@ -52,6 +60,10 @@ class StatEntry:
     mtime_ns: int
     ctime_ns: int
     inode: int
+
+    @classmethod
+    def of(cls, path: str, abs_path: str, st: os.stat_result) -> StatEntry:
+        return cls(path, abs_path, *stat_signature(st))
 
 
 E = TypeVar("E", bound=Stat)

@@ -128,9 +128,6 @@ class Store:
 
         return self._call(get)
 
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        return {k: v for k in keys if (v := self.get(k)) is not None}
-
     def set(self, key: str, value: Any) -> None:
         text = json.dumps(value, separators=(",", ":"), sort_keys=True)
         self._call(lambda cache: cache.set(key, text), write=True)

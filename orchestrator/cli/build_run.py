@@ -16,7 +16,7 @@ import typer
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
 from orchestrator.cli.session import sigterm_stops_cleanly
-from orchestrator.engine.local import Engine, connect
+from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
 from orchestrator.keys.explain import explain
@@ -79,8 +79,12 @@ class BuildCommand:
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
     # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
     # on a thread while the workspace is loaded and hashed here.
-    with sigterm_stops_cleanly(), ThreadPoolExecutor(max_workers=1) as pool:
-        _build(ctx, pool.submit(connect), command)
+    with (
+        sigterm_stops_cleanly(),
+        ThreadPoolExecutor(max_workers=1) as pool,
+        closed_at_end(pool.submit(connect)) as engine_future,
+    ):
+        _build(ctx, engine_future, command)
 
 
 def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:
@@ -123,6 +127,8 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
             )
         finally:
             display.stop()
+            if remote is not None:
+                remote.close()
     if result.summary is None:  # a dry run
         if command.output in (None, "text"):
             _print_plan(result.plan)

@@ -72,13 +72,13 @@ def _describe(planned: adoption.PlannedFile) -> str:
 
 
 def _report_unwritten(plan: adoption.InitPlan) -> None:
-    from orchestrator.adopt import Action
+    from orchestrator.adopt import FileAction
 
-    kept = [f for f in plan.files if f.action is Action.KEEP]
+    kept = [f for f in plan.files if f.action is FileAction.KEEP]
     for planned in kept:
         typer.echo(f"kept {planned.path}: generated earlier and edited or out of date; --force rewrites it")
     if not plan.to_write:
-        unchanged = sum(f.action is Action.UNCHANGED for f in plan.files)
+        unchanged = sum(f.action is FileAction.UNCHANGED for f in plan.files)
         detail = f": {unchanged} BUILD file{'s' * (unchanged != 1)} already up to date" if unchanged else ""
         typer.echo(f"nothing written{detail}")
 

@@ -24,20 +24,17 @@ def lock(
     imported here). Without --update, existing pins stay and only missing ones are added; pins no
     target uses are dropped.
     """
-    from orchestrator.cli.engine import local_engine
-    from orchestrator.registry.pins import Resolver, updated_lock
+    from orchestrator.cli.engine import base_resolver
+    from orchestrator.registry.pins import updated_lock
     from orchestrator.workspace.lockfile import LOCK_FILE, write_lock
 
     if references and not update:
         raise UsageError("naming bases re-resolves them: add --update (orchestrator lock --update REF...)")
     loaded = load_workspace(ctx)
-    resolver = Resolver(local_engine())
-    try:
+    with base_resolver() as resolver:
         new_lock, changes = updated_lock(
             loaded.graph, loaded.lock, resolver, update=(references or []) if update else None
         )
-    finally:
-        resolver.close()
     for change in changes:
         if change.old is None:
             typer.echo(f"pinned  {change.reference} {change.platform} {change.new}")

@@ -116,19 +116,16 @@ def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
     Asks the registries the bases name and the local engine (bases imported here).
     """
     from orchestrator.cli.common import emit_json
-    from orchestrator.cli.engine import local_engine
+    from orchestrator.cli.engine import base_resolver
     from orchestrator.errors import WorkspaceError
-    from orchestrator.registry.pins import Resolver, outdated_bases
+    from orchestrator.registry.pins import outdated_bases
     from orchestrator.workspace.lockfile import LOCK_FILE
 
     loaded = load_workspace(ctx)
     if loaded.lock is None:
         raise WorkspaceError(f"no {LOCK_FILE} in {loaded.root}: run orchestrator lock first")
-    resolver = Resolver(local_engine())
-    try:
+    with base_resolver() as resolver:
         found = outdated_bases(loaded.graph, loaded.lock, resolver)
-    finally:
-        resolver.close()
     if output is Output.json:
         emit_json(
             [

@@ -30,7 +30,7 @@ from orchestrator.cli.common import (
     stderr_console,
 )
 from orchestrator.core.platforms import normalize
-from orchestrator.imagetest.probe import DEFAULT_TIMEOUT_S
+from orchestrator.engine.probe import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from orchestrator.imagetest.runner import JobOutcome
@@ -101,7 +101,7 @@ class ImageTestOptions:
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     from orchestrator.cache.store import Store
     from orchestrator.engine.docker_probe import DockerProbe
-    from orchestrator.engine.local import connect
+    from orchestrator.engine.local import closed_at_end, connect
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
     from orchestrator.imagetest.runner import (
         RunOptions,
@@ -144,8 +144,11 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     )
     display = ConsoleDisplay(console)
     # Talking to the engine waits mostly on the daemon: on a thread while the keys are computed.
-    with ThreadPoolExecutor(max_workers=1) as pool, Store(cache_dir) as store:
-        engine_future = pool.submit(connect)
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        Store(cache_dir) as store,
+        closed_at_end(pool.submit(connect)) as engine_future,
+    ):
         try:
             result = pipeline.run(
                 loaded=loaded,
@@ -159,6 +162,8 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
             )
         finally:
             display.stop()
+            if remote is not None:
+                remote.close()
         summary = result.summary
         assert summary is not None
         print_summary(console, summary)

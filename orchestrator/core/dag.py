@@ -42,9 +42,6 @@ class Dag(Generic[T]):
     def predecessors(self, node: T) -> set[T]:
         return self._parents[node]
 
-    def successors(self, node: T) -> set[T]:
-        return self._children[node]
-
     @property
     def edges(self) -> Iterator[tuple[T, T]]:
         return ((parent, child) for child, parents in self._parents.items() for parent in parents)

@@ -103,14 +103,6 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExternalBase:
-    """An image the family uses but does not build (``debian:bookworm``)."""
-
-    reference: str  # as written in the Dockerfile, after ARG substitution
-    platform: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LoadedPackage:
     package: str
     build_file: str  # workspace-relative

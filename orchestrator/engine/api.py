@@ -138,3 +138,6 @@ class Executor(Protocol):
 
     def push(self, reference: str) -> str:
         """Push ``reference`` (``registry/repository:tag``); its manifest digest; raise TransferFailed."""
+
+    def close(self) -> None:
+        """Close the connection to the engine, if one is open (the next call opens a new one)."""

@@ -11,7 +11,7 @@ The executor package imports ``docker`` here only, lazily (``sdk()``) so that im
 cheap; the engine modules reach the SDK's exceptions through ``sdk()``. The two requests a no-op
 build makes (ping, one image listing) go straight to a local engine's socket with ``http.client``
 (``get_json``): importing the SDK alone costs about 160 ms. (Outside the package, only
-``default_registry.py`` reads a few of the SDK's constants, from ``docker.auth``.)
+``registry/defaults.py`` reads a few of the SDK's constants, from ``docker.auth``.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import DaemonUnavailable
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, failure_reason
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT_S = 60.0
@@ -111,7 +111,7 @@ class EngineConnection:
             body = response.read()
         except OSError as exc:
             raise DaemonUnavailable(
-                f"cannot reach the Docker daemon at {self.url}: {reason(exc)}; is dockerd running? "
+                f"cannot reach the Docker daemon at {self.url}: {failure_reason(exc)}; is dockerd running? "
                 "(try: dockerd &, or set DOCKER_HOST)"
             ) from exc
         finally:
@@ -147,7 +147,7 @@ class EngineConnection:
             raise EngineError(f"the Docker Engine at {self.url} failed {action}: {exc.explanation or exc}") from exc
         except (errors.DockerException, requests.RequestException, OSError) as exc:
             raise DaemonUnavailable(
-                f"cannot reach the Docker daemon at {self.url}: {reason(exc)}; is dockerd running? "
+                f"cannot reach the Docker daemon at {self.url}: {failure_reason(exc)}; is dockerd running? "
                 "(try: dockerd &, or set DOCKER_HOST)"
             ) from exc
 
@@ -164,17 +164,6 @@ def probe_unix_socket(url: str, timeout: float) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-
-
-def reason(exc: BaseException) -> str:
-    """The operating system's words for a connection failure, else the exception's."""
-    current: BaseException | None = exc
-    while current is not None:
-        for candidate in (current, *current.args):
-            if isinstance(candidate, OSError) and candidate.strerror:
-                return candidate.strerror
-        current = current.__cause__ or current.__context__
-    return str(exc)
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -1,7 +1,7 @@
 """The Executor on a Docker Engine, through the docker SDK's low-level ``APIClient``.
 
-The client, the engine's address and its platform come from an ``EngineConnection`` (``engine.py``,
-where the executor package imports ``docker``, lazily; ``registry.py`` talks HTTP to registries
+The client, the engine's address and its platform come from an ``EngineConnection`` (``connection.py``,
+where the engine package imports ``docker``, lazily; ``registry/client.py`` talks HTTP to registries
 itself). Every SDK and HTTP exception is translated (``raise ... from exc``), by the connection's
 ``errors`` and here:
 
@@ -51,12 +51,10 @@ from orchestrator.engine.api import (
     ImageSummary,
     TransferFailed,
 )
-from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, reason, sdk
-from orchestrator.engine.connection import DEFAULT_URL as DEFAULT_URL  # re-exported, as before engine.py
-from orchestrator.engine.connection import EngineError as EngineError  # re-exported, as before engine.py
+from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
 from orchestrator.engine.leftovers import BuildJournal, Entry
 from orchestrator.engine.tarball import context_tar_stream
-from orchestrator.errors import InputChanged, OrchestratorError
+from orchestrator.errors import InputChanged, OrchestratorError, failure_reason
 
 LOG_TAIL_LINES = 25
 CANCEL_POLL_S = 0.1
@@ -279,7 +277,7 @@ class DockerExecutor:
             if not cancel.is_set() and not watchdog.expired:  # cancelling breaks the stream on purpose
                 raise log.failure(
                     f"{request.node}: the connection to the Docker daemon at {self.url} broke during the build: "
-                    f"{reason(exc)}"
+                    f"{failure_reason(exc)}"
                 ) from exc
         return image_id
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
-from orchestrator.imagetest.probe import CONTENT_LIMIT, CommandRun, ContainerProbe, FileFacts, FileType, ImageConfig
+from orchestrator.engine.probe import CONTENT_LIMIT, CommandRun, ContainerProbe, FileFacts, FileType, ImageConfig
 
 TEST_RUN_LABEL = "org.orchestrator.test-run"
 PROBE_ENTRYPOINT = "/.orchestrator-probe"  # the command of containers never started (scratch images have none)

@@ -1,12 +1,15 @@
 """The engine one invocation builds on: the Docker Engine at ``DOCKER_HOST`` (or the local socket).
 
 ``connect`` makes the executor and takes one listing of the engine's images (the planner checks
-every record against it instead of asking once per node).
+every record against it instead of asking once per node); ``closed_at_end`` closes it when the
+command ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,5 +35,19 @@ def connect() -> Engine:
     from orchestrator.engine.docker import DockerExecutor
 
     executor = DockerExecutor()
-    executor.ping()
-    return Engine(executor=executor, images=executor.references())
+    try:
+        executor.ping()
+        return Engine(executor=executor, images=executor.references())
+    except BaseException:
+        executor.close()
+        raise
+
+
+@contextmanager
+def closed_at_end(connecting: Future[Engine]) -> Iterator[Future[Engine]]:
+    """``connecting`` (``connect`` running on a thread); the engine it made is closed on the way out."""
+    try:
+        yield connecting
+    finally:
+        if connecting.exception() is None:  # waits for connecting to end; nothing to close if it failed
+            connecting.result().executor.close()

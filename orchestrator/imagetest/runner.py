@@ -17,6 +17,7 @@ from orchestrator.core.label import Label, Pattern, looks_like_label
 from orchestrator.core.model import ImageTestTarget, Node
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import DaemonUnavailable
+from orchestrator.engine.probe import ContainerProbe
 from orchestrator.errors import (
     EXIT_BUILD_FAILED,
     EXIT_OK,
@@ -30,7 +31,6 @@ from orchestrator.errors import (
     did_you_mean,
 )
 from orchestrator.imagetest.checks import CheckResult, run_checks
-from orchestrator.imagetest.probe import ContainerProbe
 from orchestrator.imagetest.results import ResultCache, now, result_key
 from orchestrator.imagetest.spec import parse_spec
 from orchestrator.pipeline import scheduler

@@ -133,8 +133,7 @@ class KeyComputer:
             entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
             mode = "srcs"
         self.entries[target.label] = entries
-        st = os.stat(dockerfile)
-        dockerfile_entry = StatEntry(DOCKERFILE, str(dockerfile), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        dockerfile_entry = StatEntry.of(DOCKERFILE, str(dockerfile), os.stat(dockerfile))
         tree: list[ContextEntry | StatEntry] = [*entries, dockerfile_entry]
 
         def summarize(hashes: Mapping[str, str]) -> str:
@@ -167,10 +166,7 @@ class KeyComputer:
     def _rootfs_inputs(self, target: RootfsTarget) -> Manifest:
         files = sorted({p for p in (target.tarball, target.script, *target.srcs) if p is not None})
         started = now_ns()
-        stats = []
-        for rel in files:
-            st = os.lstat(self.root / rel)
-            stats.append(StatEntry(rel, str(self.root / rel), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        stats = [StatEntry.of(rel, str(self.root / rel), os.lstat(self.root / rel)) for rel in files]
 
         def summarize(hashes: Mapping[str, str]) -> str:
             script = target.script

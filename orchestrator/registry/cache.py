@@ -18,7 +18,7 @@ from typing import Protocol
 from orchestrator.core.model import Node
 from orchestrator.engine.api import Executor, ImageInfo, TransferFailed
 from orchestrator.errors import OrchestratorError
-from orchestrator.pipeline.plan import CONTENT_TAG_PREFIX, PlannedNode, image_problem
+from orchestrator.pipeline.plan import PlannedNode, content_tag, image_problem
 from orchestrator.registry.client import RegistryError, RegistryUnavailable, RemoteImage
 
 
@@ -40,13 +40,11 @@ class RegistryClient(Protocol):
 
     def put_index(self, repository: str, tag: str, images: Sequence[RemoteImage]) -> str: ...
 
+    def close(self) -> None: ...
+
 
 class PoisonedImage(TransferFailed):
     """The registry's image for a content tag is not the node's (another key or platform)."""
-
-
-def content_tag(key: str) -> str:
-    return f"{CONTENT_TAG_PREFIX}{key}"
 
 
 class RemoteCache:
@@ -58,6 +56,10 @@ class RemoteCache:
         self.down: str | None = None  # why the registry is left alone for the rest of the run
         self._warnings: list[str] = []
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the registry's client (at the end of the command that made it)."""
+        self.registry.close()
 
     @property
     def warnings(self) -> list[str]:

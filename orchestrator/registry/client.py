@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, failure_reason
 from orchestrator.registry.defaults import default_registry_hosts, default_registry_name
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -287,7 +287,10 @@ class Registry:
             raise self._unavailable(action, exc) from exc
 
     def _unavailable(self, action: str, exc: BaseException) -> RegistryUnavailable:
-        return RegistryUnavailable(f"cannot reach the registry at {self.address} ({action}): {_reason(exc)}")
+        import requests
+
+        why = failure_reason(exc, timeouts=(requests.Timeout, TimeoutError))
+        return RegistryUnavailable(f"cannot reach the registry at {self.address} ({action}): {why}")
 
     # --- HTTP and authentication ---------------------------------------------------------------
 
@@ -622,23 +625,3 @@ def _error_detail(response: Any) -> str:
             return f"{status} {text}"
     reason = str(getattr(response, "reason", "") or "")
     return f"{status} {reason}".strip()
-
-
-def _reason(exc: BaseException) -> str:
-    """The operating system's words for a connection failure ("Connection refused"), else the exception's."""
-    import requests
-
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, requests.Timeout | TimeoutError):
-            return "timed out"
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        # requests wraps urllib3's MaxRetryError, whose ``reason`` wraps the socket's error
-        pending.extend((*current.args, getattr(current, "reason", None), current.__cause__, current.__context__))
-    return str(exc)

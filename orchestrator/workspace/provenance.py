@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from pathlib import Path
+
+from orchestrator.workspace.vcs import git_value
 
 CREATED = "org.opencontainers.image.created"
 REVISION = "org.opencontainers.image.revision"
@@ -14,24 +15,16 @@ BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 
 
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
 def workspace_labels(root: Path) -> dict[str, str]:
     """created (SOURCE_DATE_EPOCH, else the commit time), revision and source, where known."""
     labels: dict[str, str] = {}
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         labels[CREATED] = dt.datetime.fromtimestamp(int(epoch), dt.UTC).isoformat().replace("+00:00", "Z")
-    elif (committed := _git(root, "log", "-1", "--format=%cI")) is not None:
+    elif (committed := git_value(root, "log", "-1", "--format=%cI")) is not None:
         labels[CREATED] = committed
-    if (revision := _git(root, "rev-parse", "HEAD")) is not None:
+    if (revision := git_value(root, "rev-parse", "HEAD")) is not None:
         labels[REVISION] = revision
-    if (remote := _git(root, "remote", "get-url", "origin")) is not None:
+    if (remote := git_value(root, "remote", "get-url", "origin")) is not None:
         labels[SOURCE] = remote
     return labels

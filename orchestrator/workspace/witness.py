@@ -18,11 +18,13 @@ import os
 import threading
 from collections.abc import Iterable
 
+from orchestrator.cache.statcache import StatSignature, stat_signature
+
 PACKAGES = "packages"  # a directory package discovery listed: subdirectories and BUILD files count
 FILES = "files"  # a directory a glob listed: every entry counts
 BUILD_NAMES = ("BUILD", "BUILD.bazel")
 
-Signature = tuple[int, int, int, int] | None  # (size, mtime_ns, ctime_ns, inode); None: missing
+Signature = StatSignature | None  # None: missing
 
 
 def signature(path: str) -> Signature:
@@ -30,7 +32,7 @@ def signature(path: str) -> Signature:
         st = os.lstat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return stat_signature(st)
 
 
 class Witness:

@@ -95,6 +95,7 @@ class FakeExecutor:
         self._built: list[str] = []
         self.running = 0
         self.max_running = 0
+        self.closed = False  # close() was called (the fake goes on answering)
 
     # --- the Executor protocol ---------------------------------------------------------------
 
@@ -136,6 +137,9 @@ class FakeExecutor:
 
     def is_local(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self.closed = True
 
     def pull(self, reference: str, platform: str) -> ImageInfo:
         self.ping()

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from orchestrator.engine.probe import CONTENT_LIMIT, CommandRun, ContainerProbe, FileFacts, ImageConfig
 from orchestrator.errors import OrchestratorError
-from orchestrator.imagetest.probe import CONTENT_LIMIT, CommandRun, ContainerProbe, FileFacts, ImageConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,7 @@ class FakeRegistry:
         self.up = up
         self.manifests: dict[tuple[str, str], RemoteImage] = {}  # (repository, tag) -> image
         self.indexes: dict[tuple[str, str], tuple[RemoteImage, ...]] = {}
-        self.lookups = 0
+        self.closed = False  # close() was called (the fake goes on answering)
         self._lock = threading.Lock()
 
     # --- the RegistryClient protocol -----------------------------------------------------------
@@ -41,7 +41,6 @@ class FakeRegistry:
     def lookup(self, repository: str, tag: str) -> RemoteImage | None:
         self._check_up()
         with self._lock:
-            self.lookups += 1
             return self.manifests.get((repository, tag))
 
     def lookup_many(
@@ -72,6 +71,9 @@ class FakeRegistry:
             self.indexes[(repository, tag)] = tuple(sorted(images, key=lambda i: i.platform))
             self.manifests[(repository, tag)] = index
         return digest
+
+    def close(self) -> None:
+        self.closed = True
 
     # --- what the FakeExecutor and tests use ---------------------------------------------------
 

@@ -200,11 +200,24 @@ def _unavailable(message: str) -> None:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """A real registry (Debian's docker-registry) on 127.0.0.1 and a free port: its address."""
+    with _running_registry(tmp_path / "registry") as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def module_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real registry for a whole test module (its tests keep to repositories of their own): its address."""
+    with _running_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def _running_registry(workdir: Path) -> Iterator[str]:
     from tests.registry_server import registry_binary, running_registry
 
     if registry_binary() is None:
         _unavailable("the registry tests need docker-registry (apt-get install docker-registry)")
-    with running_registry(tmp_path / "registry") as address:
+    with running_registry(workdir) as address:
         yield address
 
 

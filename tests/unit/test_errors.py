@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from orchestrator.errors import failure_reason
 from tests.workspaces import ScratchWorkspace
 
 
@@ -16,30 +19,117 @@ def error_of(ws: ScratchWorkspace, *args: str, code: int = 2) -> str:
     return result.stderr
 
 
-def test_build_file_syntax_error_names_file_line_column(workspace: ScratchWorkspace) -> None:
-    workspace.write({"app/BUILD": 'image(\n    name = "app"\n    tags = ["x"],\n)\n', "app/Dockerfile": "FROM x\n"})
-    assert "ERROR app/BUILD:3:5:" in error_of(workspace, "query", "buildorder")
+# (files written, command, what the message must contain), one case each
+BAD_WORKSPACES = [
+    pytest.param(
+        {"app/BUILD": 'image(\n    name = "app"\n    tags = ["x"],\n)\n', "app/Dockerfile": "FROM x\n"},
+        ("query", "buildorder"),
+        ["ERROR app/BUILD:3:5:"],
+        id="build_file_syntax_error_names_file_line_column",
+    ),
+    pytest.param(
+        {"app/BUILD": 'image(name = "app", build_arg = {})\n', "app/Dockerfile": "FROM x\n"},
+        ("hash",),
+        ["app/BUILD:1:1", "unknown attribute 'build_arg'", "did you mean 'build_args'"],
+        id="unknown_attribute_is_named_with_a_suggestion",
+    ),
+    pytest.param(
+        {"app/BUILD": 'image(name = "app", tags = "latest")\n', "app/Dockerfile": "FROM x\n"},
+        ("hash",),
+        ["attribute 'tags' must be a list of strings, got str 'latest'"],
+        id="wrong_attribute_type",
+    ),
+    pytest.param(
+        {"app/BUILD": 'image(name = "app")\n'},
+        ("query", "buildorder"),
+        ["app/BUILD:1:1", "dockerfile 'Dockerfile' does not exist"],
+        id="missing_dockerfile",
+    ),
+    pytest.param(
+        {"app/BUILD": 'load("//../evil:defs.star", "x")\n'},
+        ("hash",),
+        ["app/BUILD:1"],
+        id="load_escaping_the_workspace_is_rejected",
+    ),
+    pytest.param(
+        {
+            "tools/defs.star": "def app(name):\n    image(name = name, colour = 1)\n",
+            "app/BUILD": 'load("//tools:defs.star", "app")\napp("web")\n',
+            "app/Dockerfile": "FROM scratch\n",
+        },
+        ("hash",),
+        ["tools/defs.star:2:5"],
+        id="error_inside_a_macro_points_into_the_star_file",
+    ),
+    pytest.param(
+        {"app/BUILD": 'image(name = "a")\nimage(name = "a", tags = ["v2"])\n', "app/Dockerfile": "FROM x\n"},
+        ("hash",),
+        ["app/BUILD:2:1", "duplicate target name 'a'"],
+        id="duplicate_target_names",
+    ),
+    pytest.param(
+        {
+            "a/BUILD": 'image(name = "a", repository = "shared")\n',
+            "a/Dockerfile": "FROM x\n",
+            "b/BUILD": 'image(name = "b", repository = "shared")\n',
+            "b/Dockerfile": "FROM x\n",
+        },
+        ("hash",),
+        ["two targets produce the image shared:latest: //a:a and //b:b"],
+        id="two_targets_producing_one_image",
+    ),
+    pytest.param(
+        {
+            "a/BUILD": 'image(name = "a", repository = "org/base", tags = ["1.0", "latest"])\n',
+            "a/Dockerfile": "FROM x\n",
+            "b/BUILD": 'image(name = "b")\n',
+            "b/Dockerfile": "# comment\nFROM org/base:2.0\n",
+        },
+        ("hash",),
+        ["b/Dockerfile:2", "tags that exist: 1.0, latest"],
+        id="unknown_tag_of_an_owned_repository_lists_existing_tags",
+    ),
+    pytest.param(
+        {
+            "a/BUILD": 'image(name = "a")\n',
+            "a/Dockerfile": "FROM x\n",
+            "c/BUILD": 'image(name = "c")\n',
+            "c/Dockerfile": "FROM x\n",
+            "b/BUILD": 'image(name = "b", base = ["//c"])\n',
+            "b/Dockerfile": "FROM a\n",
+        },
+        ("hash",),
+        ["base= says //c:c but the Dockerfile b/Dockerfile builds FROM //a:a"],
+        id="base_attribute_must_agree_with_the_dockerfile",
+    ),
+    pytest.param(
+        {
+            "a/BUILD": 'image(name = "a", platforms = ["linux/amd64"])\n',
+            "a/Dockerfile": "FROM x\n",
+            "b/BUILD": 'image(name = "b", platforms = ["linux/amd64", "linux/arm64"])\n',
+            "b/Dockerfile": "FROM a\n",
+        },
+        ("hash",),
+        ["b/Dockerfile:1", "linux/arm64"],
+        id="child_platform_missing_from_parent",
+    ),
+    pytest.param(
+        {"a/BUILD": 'image(name = "a")\n', "a/Dockerfile": "# nothing\nRUN true\n"},
+        ("hash",),
+        ["a/Dockerfile"],
+        id="dockerfile_without_from",
+    ),
+]
 
 
-def test_unknown_attribute_is_named_with_a_suggestion(workspace: ScratchWorkspace) -> None:
-    workspace.write({"app/BUILD": 'image(name = "app", build_arg = {})\n', "app/Dockerfile": "FROM x\n"})
-    message = error_of(workspace, "hash")
-    assert "app/BUILD:1:1" in message
-    assert "unknown attribute 'build_arg'" in message
-    assert "did you mean 'build_args'" in message
-
-
-def test_wrong_attribute_type(workspace: ScratchWorkspace) -> None:
-    workspace.write({"app/BUILD": 'image(name = "app", tags = "latest")\n', "app/Dockerfile": "FROM x\n"})
-    message = error_of(workspace, "hash")
-    assert "attribute 'tags' must be a list of strings, got str 'latest'" in message
-
-
-def test_missing_dockerfile(workspace: ScratchWorkspace) -> None:
-    workspace.write({"app/BUILD": 'image(name = "app")\n'})
-    message = error_of(workspace, "query", "buildorder")
-    assert "app/BUILD:1:1" in message
-    assert "dockerfile 'Dockerfile' does not exist" in message
+@pytest.mark.parametrize(("files", "command", "expected"), BAD_WORKSPACES)
+def test_bad_input_is_one_error_naming_the_place(
+    workspace: ScratchWorkspace, files: dict[str, str], command: tuple[str, ...], expected: list[str]
+) -> None:
+    workspace.write(files)
+    message = error_of(workspace, *command)
+    for fragment in expected:
+        assert fragment in message
 
 
 def test_cycle_is_printed_one_node_per_line(workspace: ScratchWorkspace) -> None:
@@ -58,14 +148,25 @@ def test_cycle_is_printed_one_node_per_line(workspace: ScratchWorkspace) -> None
     assert "//b:b" in lines
 
 
-def test_unknown_label_suggests_the_close_one(family: ScratchWorkspace) -> None:
-    message = error_of(family, "query", "deps", "//apps/web:wbe")
-    assert "no target //apps/web:wbe" in message
-    assert "did you mean '//apps/web:web'" in message
-
-
-def test_unknown_image_reference(family: ScratchWorkspace) -> None:
-    assert "did you mean 'company-base:latest'" in error_of(family, "query", "rdeps", "company-bse")
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(
+            ("query", "deps", "//apps/web:wbe"),
+            ["no target //apps/web:wbe", "did you mean '//apps/web:web'"],
+            id="unknown_label_suggests_the_close_one",
+        ),
+        pytest.param(
+            ("query", "rdeps", "company-bse"), ["did you mean 'company-base:latest'"], id="unknown_image_reference"
+        ),
+    ],
+)
+def test_an_unknown_name_suggests_the_close_one(
+    family: ScratchWorkspace, args: tuple[str, ...], expected: list[str]
+) -> None:
+    message = error_of(family, *args)
+    for fragment in expected:
+        assert fragment in message
 
 
 def test_pattern_matching_nothing_exits_3(family: ScratchWorkspace) -> None:
@@ -88,11 +189,6 @@ def test_path_escaping_the_workspace_is_rejected(workspace: ScratchWorkspace, at
     assert what in message
 
 
-def test_load_escaping_the_workspace_is_rejected(workspace: ScratchWorkspace) -> None:
-    workspace.write({"app/BUILD": 'load("//../evil:defs.star", "x")\n'})
-    assert "app/BUILD:1" in error_of(workspace, "hash")
-
-
 def test_load_of_a_macro_file(workspace: ScratchWorkspace) -> None:
     workspace.write(
         {
@@ -103,67 +199,6 @@ def test_load_of_a_macro_file(workspace: ScratchWorkspace) -> None:
     )
     assert workspace.lines("query", "buildorder") == ["//app:web"]
     assert workspace.lines("query", "affected", "--files", "tools/defs.star") == ["//app:web"]
-
-
-def test_error_inside_a_macro_points_into_the_star_file(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {
-            "tools/defs.star": "def app(name):\n    image(name = name, colour = 1)\n",
-            "app/BUILD": 'load("//tools:defs.star", "app")\napp("web")\n',
-            "app/Dockerfile": "FROM scratch\n",
-        }
-    )
-    assert "tools/defs.star:2:5" in error_of(workspace, "hash")
-
-
-def test_duplicate_target_names(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {"app/BUILD": 'image(name = "a")\nimage(name = "a", tags = ["v2"])\n', "app/Dockerfile": "FROM x\n"}
-    )
-    message = error_of(workspace, "hash")
-    assert "app/BUILD:2:1" in message
-    assert "duplicate target name 'a'" in message
-
-
-def test_two_targets_producing_one_image(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {
-            "a/BUILD": 'image(name = "a", repository = "shared")\n',
-            "a/Dockerfile": "FROM x\n",
-            "b/BUILD": 'image(name = "b", repository = "shared")\n',
-            "b/Dockerfile": "FROM x\n",
-        }
-    )
-    assert "two targets produce the image shared:latest: //a:a and //b:b" in error_of(workspace, "hash")
-
-
-def test_unknown_tag_of_an_owned_repository_lists_existing_tags(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {
-            "a/BUILD": 'image(name = "a", repository = "org/base", tags = ["1.0", "latest"])\n',
-            "a/Dockerfile": "FROM x\n",
-            "b/BUILD": 'image(name = "b")\n',
-            "b/Dockerfile": "# comment\nFROM org/base:2.0\n",
-        }
-    )
-    message = error_of(workspace, "hash")
-    assert "b/Dockerfile:2" in message
-    assert "tags that exist: 1.0, latest" in message
-
-
-def test_base_attribute_must_agree_with_the_dockerfile(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {
-            "a/BUILD": 'image(name = "a")\n',
-            "a/Dockerfile": "FROM x\n",
-            "c/BUILD": 'image(name = "c")\n',
-            "c/Dockerfile": "FROM x\n",
-            "b/BUILD": 'image(name = "b", base = ["//c"])\n',
-            "b/Dockerfile": "FROM a\n",
-        }
-    )
-    message = error_of(workspace, "hash")
-    assert "base= says //c:c but the Dockerfile b/Dockerfile builds FROM //a:a" in message
 
 
 def test_base_attribute_that_agrees_is_accepted(workspace: ScratchWorkspace) -> None:
@@ -178,28 +213,43 @@ def test_base_attribute_that_agrees_is_accepted(workspace: ScratchWorkspace) -> 
     assert workspace.lines("query", "deps", "//b") == ["//a:a"]
 
 
-def test_child_platform_missing_from_parent(workspace: ScratchWorkspace) -> None:
-    workspace.write(
-        {
-            "a/BUILD": 'image(name = "a", platforms = ["linux/amd64"])\n',
-            "a/Dockerfile": "FROM x\n",
-            "b/BUILD": 'image(name = "b", platforms = ["linux/amd64", "linux/arm64"])\n',
-            "b/Dockerfile": "FROM a\n",
-        }
-    )
-    message = error_of(workspace, "hash")
-    assert "b/Dockerfile:1" in message
-    assert "linux/arm64" in message
-
-
-def test_dockerfile_without_from(workspace: ScratchWorkspace) -> None:
-    workspace.write({"a/BUILD": 'image(name = "a")\n', "a/Dockerfile": "# nothing\nRUN true\n"})
-    assert "a/Dockerfile" in error_of(workspace, "hash")
-
-
-def test_no_workspace_file(tmp_path: pytest.TempPathFactory) -> None:
-    from pathlib import Path
-
-    ws = ScratchWorkspace(root=Path(str(tmp_path)) / "none", cache_dir=Path(str(tmp_path)) / "c")
+def test_no_workspace_file(tmp_path: Path) -> None:
+    ws = ScratchWorkspace(root=tmp_path / "none", cache_dir=tmp_path / "c")
     ws.root.mkdir()
     assert "no WORKSPACE file" in error_of(ws, "hash")
+
+
+# --- the words of a connection failure ------------------------------------------------------------
+
+
+def _raised(exc: BaseException, cause: BaseException) -> BaseException:
+    """``exc`` as Python leaves it when raised ``from cause``."""
+    try:
+        raise exc from cause
+    except BaseException as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    ("exc", "timeouts", "expected"),
+    [
+        pytest.param(
+            ConnectionRefusedError(111, "Connection refused"), (), "Connection refused", id="the_error_itself"
+        ),
+        pytest.param(
+            _raised(RuntimeError("max retries"), FileNotFoundError(2, "No such file or directory")),
+            (),
+            "No such file or directory",
+            id="under_a_cause",
+        ),
+        pytest.param(
+            RuntimeError(OSError(104, "Connection reset by peer")), (), "Connection reset by peer", id="in_args"
+        ),
+        pytest.param(RuntimeError("no words"), (), "no words", id="none_found_the_exceptions_own"),
+        pytest.param(_raised(RuntimeError("read"), TimeoutError()), (TimeoutError,), "timed out", id="a_timeout"),
+    ],
+)
+def test_failure_reason_finds_the_operating_systems_words(
+    exc: BaseException, timeouts: tuple[type[BaseException], ...], expected: str
+) -> None:
+    assert failure_reason(exc, timeouts=timeouts) == expected

@@ -10,9 +10,9 @@ import pytest
 
 from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
+from orchestrator.engine.probe import CONTENT_LIMIT, CommandRun, FileFacts, FileType, ImageConfig
 from orchestrator.imagetest.checks import CheckKind, CheckResult, run_checks
 from orchestrator.imagetest.junit import Case, Suite, image_test_error_suite, image_test_suite, write_junit
-from orchestrator.imagetest.probe import CONTENT_LIMIT, CommandRun, FileFacts, FileType, ImageConfig
 from orchestrator.imagetest.results import ResultCache, result_key
 from orchestrator.imagetest.spec import canonical_spec, parse_spec
 from tests.fakes.probe import FakeImage, FakeProbe

@@ -1,22 +1,19 @@
-"""The registry client: names and index documents (pure), then against a real registry and tiny fakes.
+"""The registry client: names and index documents (pure), then against registries down and tiny fakes.
 
-The real registry is Debian's ``docker-registry`` (distribution 2.8), filled over HTTP by the tests
-themselves (no Docker Engine). The fakes are ``http.server``s in a thread: one answering 500, one
-demanding Basic credentials, one demanding a Bearer token from its own ``/token`` realm.
+The fakes are ``http.server``s in a thread: one answering 500, one demanding Basic credentials, one
+demanding a Bearer token from its own ``/token`` realm. The tests against a real registry are in
+``tests/integration/test_registry.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +26,6 @@ from docker.auth import INDEX_NAME, INDEX_URL
 
 from orchestrator.registry.client import (
     DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     Registry,
     RegistryError,
@@ -39,27 +35,8 @@ from orchestrator.registry.client import (
     parse_address,
     read_credentials,
 )
-from tests.registry_server import free_port, registry_binary, running_registry
-
-CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
-LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def image(platform: str, *, repository: str = "cache/app", digest: str | None = None, size: int = 100) -> RemoteImage:
-    return RemoteImage(
-        repository=repository,
-        tag=None,
-        digest=digest or sha256(platform.encode()),
-        media_type=DOCKER_MANIFEST,
-        size=size,
-        labels={},
-        platform=platform,
-    )
-
+from tests.oci import CONFIG_TYPE, image, sha256
+from tests.registry_server import free_port
 
 # --- addresses and names -----------------------------------------------------------------------
 
@@ -227,230 +204,6 @@ def test_default_auth_file_follows_docker_config(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     found = read_credentials("reg.example.com")
     assert found is not None and found.username == "eve"
-
-
-# --- a real registry ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A docker-registry 2.8 running for this module's tests."""
-    if registry_binary() is None:
-        message = "docker-registry is not installed (apt-get install docker-registry)"
-        if os.environ.get("CI"):
-            pytest.fail(f"the registry tests need it and CI is set: {message}")
-        pytest.skip(message)
-    with running_registry(tmp_path_factory.mktemp("registry")) as address:
-        yield address
-
-
-@pytest.fixture
-def registry(registry_address: str) -> Iterator[Registry]:
-    with Registry(registry_address) as client:
-        yield client
-
-
-@pytest.fixture
-def name() -> str:
-    """A repository of its own for each test: ``test/<random>``."""
-    return f"test/r{uuid.uuid4().hex[:12]}"
-
-
-class Pusher:
-    """Puts images into a registry over plain HTTP: blobs by monolithic upload, then a manifest."""
-
-    def __init__(self, address: str) -> None:
-        import requests
-
-        self.base = f"http://{address}/v2"
-        self.session = requests.Session()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def blob(self, repository: str, data: bytes) -> str:
-        digest = sha256(data)
-        with self.session.post(f"{self.base}/{repository}/blobs/uploads/", timeout=10) as started:
-            assert started.status_code == 202, started.text
-            location = started.headers["Location"]
-        headers = {"Content-Type": "application/octet-stream"}
-        with self.session.put(location, params={"digest": digest}, data=data, headers=headers, timeout=10) as done:
-            assert done.status_code == 201, done.text
-        return digest
-
-    def manifest(self, repository: str, tag: str, media_type: str, body: bytes) -> str:
-        url = f"{self.base}/{repository}/manifests/{tag}"
-        with self.session.put(url, data=body, headers={"Content-Type": media_type}, timeout=10) as response:
-            assert response.status_code == 201, response.text
-            assert response.headers["Docker-Content-Digest"] == sha256(body)
-        return sha256(body)
-
-    def image(
-        self, repository: str, tag: str, *, platform: str = "linux/amd64", labels: dict[str, str] | None = None
-    ) -> tuple[str, bytes]:
-        """Push a one-layer image; its manifest's digest and bytes."""
-        os_, architecture, *variant = platform.split("/")
-        config: dict[str, Any] = {
-            "os": os_,
-            "architecture": architecture,
-            "config": {"Labels": labels},
-            "rootfs": {"type": "layers", "diff_ids": []},
-        }
-        if variant:
-            config["variant"] = variant[0]
-        config_bytes = json.dumps(config).encode()
-        layer = f"layer of {repository}:{tag} {uuid.uuid4()}".encode()
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": DOCKER_MANIFEST,
-            "config": {
-                "mediaType": CONFIG_TYPE,
-                "size": len(config_bytes),
-                "digest": self.blob(repository, config_bytes),
-            },
-            "layers": [{"mediaType": LAYER_TYPE, "size": len(layer), "digest": self.blob(repository, layer)}],
-        }
-        body = json.dumps(manifest, indent=3).encode()  # not canonical: the bytes must travel unchanged
-        return self.manifest(repository, tag, DOCKER_MANIFEST, body), body
-
-    def get(self, repository: str, reference: str, accept: str) -> tuple[int, str, bytes, str]:
-        url = f"{self.base}/{repository}/manifests/{reference}"
-        with self.session.get(url, headers={"Accept": accept}, timeout=10) as response:
-            content_type = response.headers.get("Content-Type", "")
-            return (
-                response.status_code,
-                content_type,
-                response.content,
-                response.headers.get("Docker-Content-Digest", ""),
-            )
-
-
-@pytest.fixture
-def pusher(registry_address: str) -> Iterator[Pusher]:
-    pusher = Pusher(registry_address)
-    yield pusher
-    pusher.close()
-
-
-@pytest.mark.integration
-def test_ping(registry: Registry) -> None:
-    registry.ping()
-
-
-@pytest.mark.integration
-def test_lookup_hit(registry: Registry, pusher: Pusher, name: str) -> None:
-    digest, body = pusher.image(name, "key-abc", platform="linux/arm/v7", labels={"org.orchestrator.key": "abc"})
-    found = registry.lookup(name, "key-abc")
-    assert found == RemoteImage(
-        repository=name,
-        tag="key-abc",
-        digest=digest,
-        media_type=DOCKER_MANIFEST,
-        size=len(body),
-        labels={"org.orchestrator.key": "abc"},
-        platform="linux/arm/v7",
-    )
-
-
-@pytest.mark.integration
-def test_lookup_through_a_prefix_drops_the_local_host(registry_address: str, pusher: Pusher, name: str) -> None:
-    digest, _ = pusher.image(f"cache/{name}", "key-1", labels=None)  # config.Labels null
-    with Registry(f"{registry_address}/cache") as registry:
-        found = registry.lookup(f"registry.example.com/{name}", "key-1")
-        assert registry.reference(f"registry.example.com/{name}", "key-1") == f"{registry_address}/cache/{name}:key-1"
-    assert found is not None
-    assert (found.repository, found.digest, found.platform, dict(found.labels)) == (
-        f"cache/{name}",
-        digest,
-        "linux/amd64",
-        {},
-    )
-
-
-@pytest.mark.integration
-def test_lookup_miss(registry: Registry, pusher: Pusher, name: str) -> None:
-    pusher.image(name, "present")
-    assert registry.lookup(name, "absent") is None
-    assert registry.lookup(f"{name}-unknown", "present") is None
-
-
-@pytest.mark.integration
-def test_lookup_many(registry: Registry, pusher: Pusher, name: str) -> None:
-    digests = {tag: pusher.image(name, tag, labels={"tag": tag})[0] for tag in ("a", "b", "c")}
-    wanted = [(name, "a"), (name, "x"), (name, "b"), (f"{name}-none", "a"), (name, "c"), (name, "a")]
-    found = registry.lookup_many(wanted, workers=3)
-    assert set(found) == set(wanted)
-    assert found[(name, "x")] is None
-    assert found[(f"{name}-none", "a")] is None
-    for tag, digest in digests.items():
-        hit = found[(name, tag)]
-        assert hit is not None and hit.digest == digest and hit.labels == {"tag": tag}
-    assert registry.lookup_many([]) == {}
-
-
-@pytest.mark.integration
-def test_tag_manifest(registry: Registry, pusher: Pusher, name: str) -> None:
-    digest, body = pusher.image(name, "key-abc", labels={"k": "v"})
-    source = registry.lookup(name, "key-abc")
-    assert source is not None
-    assert registry.tag_manifest(name, source, "1.0") == digest
-    tagged = registry.lookup(name, "1.0")
-    assert tagged is not None
-    assert (tagged.digest, tagged.tag, tagged.labels, tagged.platform) == (digest, "1.0", {"k": "v"}, "linux/amd64")
-    assert registry.manifest_bytes(name, "1.0") == (DOCKER_MANIFEST, body, digest)
-    assert registry.manifest_bytes(name, digest) == (DOCKER_MANIFEST, body, digest)
-
-
-@pytest.mark.integration
-def test_put_index(registry: Registry, pusher: Pusher, name: str) -> None:
-    for platform in ("linux/arm64", "linux/amd64"):
-        pusher.image(name, "key-" + platform.replace("/", "-"), platform=platform)
-    images = [registry.lookup(name, "key-linux-arm64"), registry.lookup(name, "key-linux-amd64")]
-    assert all(images)
-    digest = registry.put_index(name, "2.0", [i for i in images if i is not None])
-
-    status, content_type, body, answered = pusher.get(name, "2.0", OCI_INDEX)
-    assert (status, content_type, answered, sha256(body)) == (200, OCI_INDEX, digest, digest)
-    document = json.loads(body)
-    assert document["mediaType"] == OCI_INDEX
-    by_platform = {m["platform"]["architecture"]: m for m in document["manifests"]}
-    assert [m["platform"] for m in document["manifests"]] == [
-        {"os": "linux", "architecture": "amd64"},
-        {"os": "linux", "architecture": "arm64"},
-    ]
-    for found in images:
-        assert found is not None
-        entry = by_platform[found.platform.split("/")[1]]
-        assert (entry["digest"], entry["size"], entry["mediaType"]) == (found.digest, found.size, DOCKER_MANIFEST)
-
-    index = registry.lookup(name, "2.0")  # an index is found, but is not a single image
-    assert index is not None
-    assert (index.digest, index.media_type, index.platform, index.labels) == (digest, OCI_INDEX, "", {})
-    assert registry.manifest_bytes(name, "2.0") == (OCI_INDEX, body, digest)
-
-
-@pytest.mark.integration
-def test_docker_manifest_list_is_reported_as_such(registry: Registry, pusher: Pusher, name: str) -> None:
-    """distribution 2.8 swaps a manifest list for its linux/amd64 entry unless the client accepts lists."""
-    amd64, amd64_body = pusher.image(name, "amd64")
-    entry = {"mediaType": DOCKER_MANIFEST, "digest": amd64, "size": len(amd64_body)}
-    listing = {
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST_LIST,
-        "manifests": [{**entry, "platform": {"os": "linux", "architecture": "amd64"}}],
-    }
-    digest = pusher.manifest(name, "multi", DOCKER_MANIFEST_LIST, json.dumps(listing).encode())
-    assert pusher.get(name, "multi", DOCKER_MANIFEST)[3] == amd64  # what a single-image Accept gets
-    found = registry.lookup(name, "multi")
-    assert found is not None
-    assert (found.digest, found.media_type, found.platform) == (digest, DOCKER_MANIFEST_LIST, "")
-
-
-@pytest.mark.integration
-def test_put_index_of_a_missing_manifest_is_refused_with_the_registrys_words(registry: Registry, name: str) -> None:
-    with pytest.raises(RegistryError, match=r"HTTP 400 MANIFEST_BLOB_UNKNOWN") as raised:
-        registry.put_index(name, "1.0", [image("linux/amd64", repository=name)])
-    assert registry.address in str(raised.value)
 
 
 # --- a registry that is down -------------------------------------------------------------------

@@ -238,6 +238,11 @@ def test_matrix_leaves_out_what_the_engine_has(family: ScratchWorkspace, fake_en
     assert nothing.stdout == '{"include": []}\n'
 
 
+def test_the_build_command_closes_the_engine_it_connected(family: ScratchWorkspace, fake_engine: FakeExecutor) -> None:
+    assert family.run("build", "//apps/static").exit_code == 0
+    assert fake_engine.closed
+
+
 @pytest.mark.parametrize("output", ["json", "github-matrix", "text"])
 def test_output_without_dry_run_is_a_usage_error(family: ScratchWorkspace, output: str) -> None:
     result = family.run("build", "--output", output)

@@ -1,9 +1,9 @@
 """What the checks of an ``image_test()`` need from a container engine, as a Protocol.
 
-The checks (``checks.py``) ask three questions of an image: what a command does when run in it,
-what the file system holds at a path (without running anything, so images without a shell can be
-checked), and what its configuration says. ``executor/docker_probe.py`` answers them on a Docker
-Engine; ``fake_probe.py`` answers them from memory for unit tests.
+The checks (``imagetest/checks.py``) ask three questions of an image: what a command does when run
+in it, what the file system holds at a path (without running anything, so images without a shell can
+be checked), and what its configuration says. ``docker_probe.py`` answers them on a Docker Engine;
+``tests/fakes/probe.py`` answers them from memory for unit tests.
 """
 
 from __future__ import annotations
