@@ -17,8 +17,8 @@ from typing import Any
 
 import diskcache
 
+from orchestrator.core.content import CONTENT_TAG_PREFIX
 from orchestrator.engine.api import KEY_LABEL
-from orchestrator.pipeline.plan import CONTENT_TAG_PREFIX
 
 RECORD_PREFIX = "record:"
 

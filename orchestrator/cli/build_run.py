@@ -19,6 +19,7 @@ from orchestrator.cli.session import sigterm_stops_cleanly
 from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
+from orchestrator.keys.changes import targets_changed_since
 from orchestrator.keys.explain import explain
 from orchestrator.pipeline import run as pipeline
 from orchestrator.pipeline.options import BuildOptions
@@ -28,7 +29,6 @@ from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
 from orchestrator.report.summary import build_markdown, write_step_summary
-from orchestrator.workspace.changes import targets_changed_since
 
 
 def _print_plan(plan: Plan) -> None:

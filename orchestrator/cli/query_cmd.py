@@ -13,7 +13,7 @@ from orchestrator.core.imageref import ImageReference
 from orchestrator.core.label import looks_like_label
 from orchestrator.errors import UnknownTargetError, did_you_mean
 from orchestrator.graph import query
-from orchestrator.workspace.changes import targets_changed_since, targets_owning
+from orchestrator.keys.changes import targets_changed_since, targets_owning
 
 app = typer.Typer(help="Questions about the image family (no Docker daemon needed).", no_args_is_help=True)
 

@@ -69,7 +69,7 @@ class ImageTestTarget:
 
     label: Label
     image: str  # a label or an image reference some target produces, as written
-    spec: str  # the checks, canonical JSON (orchestrator.imagetest.spec)
+    spec: str  # the checks, canonical JSON (orchestrator.core.testspec)
     platforms: tuple[str, ...] | None  # default: every platform of the image
     build_file: str = field(compare=False)
 

@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from orchestrator.core.content import KEY_LABEL as KEY_LABEL  # re-exported: executors label with it
 from orchestrator.core.model import Node, Pairs
 from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
 from orchestrator.keys.context import ContextEntry
 from orchestrator.keys.inputs import ContextCheck, RootfsCheck
-
-KEY_LABEL = "org.orchestrator.key"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cache.witness import Witness
 from orchestrator.core.dag import Dag
 from orchestrator.core.imageref import ImageReference
 from orchestrator.core.label import Label, Pattern, looks_like_label
@@ -24,7 +25,6 @@ from orchestrator.errors import (
     UnknownTargetError,
     did_you_mean,
 )
-from orchestrator.workspace.witness import Witness
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

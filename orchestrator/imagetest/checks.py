@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.core.testspec import METADATA_FIELDS
 from orchestrator.engine.probe import CONTENT_LIMIT, DEFAULT_TIMEOUT_S, ContainerProbe, FileFacts, FileType
-from orchestrator.imagetest.spec import METADATA_FIELDS
 
 SHOWN_CHARS = 400  # of an output or a file quoted in a message
 

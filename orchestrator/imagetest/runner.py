@@ -16,6 +16,7 @@ from orchestrator.cache.store import Store
 from orchestrator.core.label import Label, Pattern, looks_like_label
 from orchestrator.core.model import ImageTestTarget, Node
 from orchestrator.core.platforms import normalize
+from orchestrator.core.testspec import parse_spec
 from orchestrator.engine.api import DaemonUnavailable
 from orchestrator.engine.probe import ContainerProbe
 from orchestrator.errors import (
@@ -32,7 +33,6 @@ from orchestrator.errors import (
 )
 from orchestrator.imagetest.checks import CheckResult, run_checks
 from orchestrator.imagetest.results import ResultCache, now, result_key
-from orchestrator.imagetest.spec import parse_spec
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.workspace.loading import LoadedWorkspace
@@ -136,7 +136,7 @@ def plan_jobs(loaded: LoadedWorkspace, tests: Sequence[ImageTestTarget], platfor
 def tests_changed_since(loaded: LoadedWorkspace, tests: Sequence[ImageTestTarget], since: str) -> list[ImageTestTarget]:
     """The tests whose image is affected since git revision ``since``, or whose BUILD file changed."""
     from orchestrator.graph import query
-    from orchestrator.workspace.changes import targets_changed_since
+    from orchestrator.keys.changes import targets_changed_since
     from orchestrator.workspace.vcs import changed_files
 
     affected = query.affected(loaded.graph, targets_changed_since(loaded, since))

@@ -20,13 +20,14 @@ from typing import Protocol
 
 from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord, Records
+from orchestrator.core.content import content_tag
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
 from orchestrator.engine.api import BuildRequest, Executor, ImageSummary
 from orchestrator.keys.keys import KeyComputer
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.hermetic import is_hermetic, pins_of
 from orchestrator.pipeline.options import BuildOptions
-from orchestrator.pipeline.plan import Action, Plan, PlannedNode, check_record, content_tag
+from orchestrator.pipeline.plan import Action, Plan, PlannedNode, check_record
 from orchestrator.pipeline.request import image_request, log_path, read_dockerfile, rootfs_check, rootfs_request
 from orchestrator.pipeline.rootfs import rootfs_tarball
 from orchestrator.pipeline.summary import NodeStatus

@@ -16,14 +16,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from orchestrator.cache.records import BuildRecord
+from orchestrator.core.content import KEY_LABEL, content_image, image_problem
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
-from orchestrator.core.platforms import normalize
-from orchestrator.engine.api import KEY_LABEL, ImageSummary
+from orchestrator.engine.api import ImageSummary
 from orchestrator.keys.keys import NodeKey
 from orchestrator.registry.client import RemoteImage
-
-CONTENT_TAG_PREFIX = "key-"
 
 
 class Action(StrEnum):
@@ -66,14 +64,6 @@ class Plan:
 
     def count(self, action: Action) -> int:
         return sum(1 for p in self.nodes if p.action is action)
-
-
-def content_tag(key: str) -> str:
-    return f"{CONTENT_TAG_PREFIX}{key}"
-
-
-def content_image(repository: str, key: str) -> str:
-    return f"{repository}:{content_tag(key)}"
 
 
 def check_record(
@@ -175,16 +165,6 @@ def make_plan(
             )
         )
     return Plan(nodes=tuple(planned), selected=selected, images=images)
-
-
-def image_problem(labels: Mapping[str, str], platform: str, *, key: str, expected_platform: str) -> str | None:
-    """Why an image found under a content tag must not be used (another key or platform), or None."""
-    found_key = labels.get(KEY_LABEL)
-    if found_key != key:
-        return f"carries key label {found_key!r}, not {key!r}"
-    if not platform or normalize(platform) != normalize(expected_platform):
-        return f"is for platform {platform or 'several platforms'!r}, not {expected_platform}"
-    return None
 
 
 def use_remote(

@@ -15,11 +15,20 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from orchestrator.core.content import content_tag, image_problem
 from orchestrator.core.model import Node
 from orchestrator.engine.api import Executor, ImageInfo, TransferFailed
 from orchestrator.errors import OrchestratorError
-from orchestrator.pipeline.plan import PlannedNode, content_tag, image_problem
 from orchestrator.registry.client import RegistryError, RegistryUnavailable, RemoteImage
+
+
+class Wanted(Protocol):
+    """A node whose image is wanted under its content tag (the planner's PlannedNode is one)."""
+
+    @property
+    def node(self) -> Node: ...
+    @property
+    def key(self) -> str: ...
 
 
 class RegistryClient(Protocol):
@@ -70,7 +79,7 @@ class RemoteCache:
         with self._lock:
             self._warnings.append(message)
 
-    def lookup(self, nodes: Iterable[PlannedNode], repositories: Mapping[Node, str]) -> dict[Node, RemoteImage | None]:
+    def lookup(self, nodes: Iterable[Wanted], repositories: Mapping[Node, str]) -> dict[Node, RemoteImage | None]:
         """What the registry holds for each node's content tag ({} when it cannot be asked)."""
         wanted = {(repositories[p.node], content_tag(p.key)): p.node for p in nodes}
         if self.down is not None or not wanted:
@@ -82,7 +91,7 @@ class RemoteCache:
             return {}
         return {node: found.get(wanted_key) for wanted_key, node in wanted.items()}
 
-    def pull(self, executor: Executor, planned: PlannedNode, repository: str) -> ImageInfo:
+    def pull(self, executor: Executor, planned: Wanted, repository: str) -> ImageInfo:
         """Pull the node's image, check it, and give it its local content tag; raise TransferFailed."""
         tag = content_tag(planned.key)
         reference = self.registry.reference(repository, tag)
@@ -94,7 +103,7 @@ class RemoteCache:
         executor.tag(info.image_id, repository, tag)
         return info
 
-    def push(self, executor: Executor, planned: PlannedNode, repository: str, image_id: str) -> RemoteImage | None:
+    def push(self, executor: Executor, planned: Wanted, repository: str, image_id: str) -> RemoteImage | None:
         """Push the node's image under its content tag; None (and a warning) when that fails."""
         if self.down is not None:
             return None

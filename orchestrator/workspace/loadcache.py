@@ -15,11 +15,11 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator.cache.statcache import RACY_WINDOW_NS
 from orchestrator.cache.store import Store
+from orchestrator.cache.witness import Signature, Witness, unchanged
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, ImageTestTarget, LoadedPackage, Node, RootfsTarget, Target
 from orchestrator.core.platforms import host_platform
 from orchestrator.graph.graph import NodeDeps, ParentRef, TargetGraph
-from orchestrator.workspace.witness import Signature, Witness, unchanged
 
 SCHEMA = "3"
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.cache.store import Store
+from orchestrator.cache.witness import Witness
 from orchestrator.core.model import LoadedPackage, WorkspaceSettings
 from orchestrator.errors import WorkspaceError
 from orchestrator.graph.graph import TargetGraph, build_graph
@@ -16,7 +17,6 @@ from orchestrator.workspace.buildfile.budget import Budget
 from orchestrator.workspace.buildfile.loader import load_packages, load_settings
 from orchestrator.workspace.lockfile import Lock, read_lock
 from orchestrator.workspace.root import WORKSPACE_FILES, Workspace, find_packages, find_root, workspace_file
-from orchestrator.workspace.witness import Witness
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

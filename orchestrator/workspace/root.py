@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cache.witness import BUILD_NAMES, PACKAGES, Witness
 from orchestrator.core.model import WorkspaceSettings
 from orchestrator.errors import WorkspaceError
-from orchestrator.workspace.witness import BUILD_NAMES, PACKAGES, Witness
 
 WORKSPACE_FILES = ("WORKSPACE", "WORKSPACE.bazel")
 BUILD_FILES = BUILD_NAMES

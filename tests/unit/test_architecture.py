@@ -28,6 +28,29 @@ CONFINED = {
 }
 
 
+# The layers, lowest first: a module imports only from its own layer or lower ones.
+LAYERS = {
+    "errors": 0,
+    "core": 1,
+    "dockerfile": 2,
+    "cache": 2,
+    "graph": 3,
+    "workspace": 4,
+    "keys": 5,
+    "engine": 6,
+    "registry": 7,
+    "pipeline": 8,
+    "imagetest": 9,
+    "lint": 9,
+    "report": 9,
+    "adopt": 9,
+    "cli": 10,
+}
+# The one import that climbs: an image reference without a registry host means the default
+# registry, whose names come from the docker SDK (registry/defaults.py) so that none is written here.
+CLIMBS = {("orchestrator.core.imageref", "orchestrator.registry.defaults")}
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -78,6 +101,26 @@ def test_no_import_cycle_between_modules() -> None:
     # A package's __init__ is not a cycle with its own modules (they are one unit).
     cycles = [c for c in nx.simple_cycles(graph) if len(c) > 1]
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles[:10])
+
+
+def _layer(module: str) -> int:
+    """The module's layer; ``orchestrator/__main__.py`` (``python -m orchestrator``) sits on top."""
+    parts = module.split(".")
+    return LAYERS.get(parts[1], max(LAYERS.values()) + 1) if len(parts) > 1 else 0
+
+
+def test_imports_flow_down_the_layers() -> None:
+    climbs = [
+        f"{a} ({_layer(a)}) imports {b} ({_layer(b)})"
+        for a, b in _internal_graph().edges
+        if _layer(a) < _layer(b) and (a, b) not in CLIMBS
+    ]
+    assert not climbs, "imports that climb the layers (see docs/architecture.md):\n" + "\n".join(climbs)
+
+
+def test_every_package_has_a_layer() -> None:
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages - {"__pycache__"} <= LAYERS.keys(), sorted(packages - LAYERS.keys())
 
 
 @pytest.mark.parametrize("library", sorted(CONFINED))

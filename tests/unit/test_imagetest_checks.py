@@ -10,11 +10,11 @@ import pytest
 
 from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
+from orchestrator.core.testspec import canonical_spec, parse_spec
 from orchestrator.engine.probe import CONTENT_LIMIT, CommandRun, FileFacts, FileType, ImageConfig
 from orchestrator.imagetest.checks import CheckKind, CheckResult, run_checks
 from orchestrator.imagetest.junit import Case, Suite, image_test_error_suite, image_test_suite, write_junit
 from orchestrator.imagetest.results import ResultCache, result_key
-from orchestrator.imagetest.spec import canonical_spec, parse_spec
 from tests.fakes.probe import FakeImage, FakeProbe
 from tests.workspaces import ScratchWorkspace
 

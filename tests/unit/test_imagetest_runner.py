@@ -16,11 +16,11 @@ from orchestrator.cache.store import Store
 from orchestrator.cli.session import sigterm_stops_cleanly
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTestTarget
+from orchestrator.core.testspec import canonical_spec
 from orchestrator.engine.api import DaemonUnavailable
 from orchestrator.engine.probe import CommandRun
 from orchestrator.errors import EXIT_USAGE
 from orchestrator.imagetest.runner import Job, JobOutcome, RunOptions, exit_code, run_jobs
-from orchestrator.imagetest.spec import canonical_spec
 from orchestrator.pipeline.options import Terminated
 from orchestrator.pipeline.plan import Action, Plan, PlannedNode
 from orchestrator.pipeline.summary import BuildSummary, NodeReport, NodeStatus

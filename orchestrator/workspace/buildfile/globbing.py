@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from orchestrator.cache.witness import FILES, Witness
 from orchestrator.workspace.root import BUILD_FILES
-from orchestrator.workspace.witness import FILES, Witness
 
 
 @lru_cache(maxsize=512)

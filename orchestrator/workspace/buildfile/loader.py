@@ -23,16 +23,16 @@ from typing import Any
 
 import starlark as sl
 
+from orchestrator.cache.witness import PACKAGES, Witness
 from orchestrator.core.label import Label
 from orchestrator.core.model import LoadedPackage, WorkspaceSettings
+from orchestrator.core.paths import check_inside
 from orchestrator.errors import BuildFileError, Location, OrchestratorError
-from orchestrator.keys.context import check_inside
 from orchestrator.workspace.buildfile import budget
 from orchestrator.workspace.buildfile.budget import DEFAULT_BUDGET, Budget, Progress
 from orchestrator.workspace.buildfile.rules import PackageContext, rule_functions
 from orchestrator.workspace.buildfile.settings import settings_from_kwargs
 from orchestrator.workspace.root import BUILD_FILES, workspace_file
-from orchestrator.workspace.witness import PACKAGES, Witness
 
 WORKSPACE_BUDGET = Budget(settable=False)  # WORKSPACE sets the budget of BUILD files; it gets the defaults
 _LOCATION_RE = re.compile(r"-->\s+(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)")

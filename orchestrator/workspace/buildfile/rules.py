@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from orchestrator.cache.witness import Witness
 from orchestrator.core.imageref import repository_problem, valid_repository, valid_tag
 from orchestrator.core.label import Label, valid_name
 from orchestrator.core.model import ImageTarget, ImageTestTarget, Pairs, RootfsTarget, Target
+from orchestrator.core.paths import check_inside
 from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
-from orchestrator.keys.context import check_inside
 from orchestrator.workspace.buildfile.globbing import glob
-from orchestrator.workspace.witness import Witness
 
 # Attribute kinds: how a value is checked and normalised.
 STR, OPT_STR, STR_LIST, OPT_STR_LIST, STR_DICT, OPT_BOOL, OPT_LABEL_LIST, ANY_LIST, ANY_DICT, OPT_NUMBER = (
@@ -258,7 +258,7 @@ def _lint_ignore(value: Mapping[str, str] | None, name: str) -> Pairs:
 def image_test(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
     check_attrs("image_test", IMAGE_TEST_ATTRS, args, kwargs)
     name: str = kwargs["name"]
-    from orchestrator.imagetest.spec import canonical_spec  # only BUILD files with tests pay for it
+    from orchestrator.core.testspec import canonical_spec  # only BUILD files with tests pay for it
 
     image = kwargs.get("image")
     if not image:
