@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 from orchestrator.core.model import Node
 
@@ -24,35 +25,27 @@ class BuildRecord:
     log: str
 
 
-def record_key(key: str) -> str:
-    return f"record:{key}"
-
-
-def last_key_name(node: Node) -> str:
-    return f"last:{node.label} {node.platform}"
-
-
 class Records:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def get(self, key: str) -> BuildRecord | None:
         """The record of ``key``; None when there is none, or when what is stored is not a record."""
-        value = self._store.get(record_key(key))
+        value = self._store.get(names.record(key))
         try:
             return None if value is None else BuildRecord(**value)
         except TypeError:
             return None  # valid JSON of another shape (an older or foreign writer): not trusted, rebuilt
 
     def put(self, node: Node, record: BuildRecord) -> None:
-        self._store.set(record_key(record.key), asdict(record))
-        self._store.set(last_key_name(node), record.key)
+        self._store.set(names.record(record.key), asdict(record))
+        self._store.set(names.last_key(node), record.key)
 
     def last_key(self, node: Node) -> str | None:
-        value = self._store.get(last_key_name(node))
+        value = self._store.get(names.last_key(node))
         return None if value is None else str(value)
 
     def note_current(self, node: Node, key: str) -> None:
         """Remember ``key`` as the node's latest (a cache hit counts as much as a build)."""
         if self.last_key(node) != key:
-            self._store.set(last_key_name(node), key)
+            self._store.set(names.last_key(node), key)

@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 
 import xxhash
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 
 # Wider than any file system's mtime granularity we meet (ext4, xfs, overlayfs tick with the
@@ -69,9 +70,6 @@ class StatEntry:
 E = TypeVar("E", bound=Stat)
 
 
-QUICK_PREFIX = "quick:"
-
-
 def _signature(entries: Sequence[Stat]) -> tuple[str, int]:
     """A digest of every entry's path and stat, and the newest mtime or ctime among them."""
     text = "".join([f"{e.path}\0{e.size}\0{e.mtime_ns}\0{e.ctime_ns}\0{e.inode}\n" for e in entries])
@@ -108,7 +106,7 @@ class StatCache:
         ``summarize`` turns ``{path: hash}`` into the tree's digest.
         """
         signature, newest = _signature(entries)
-        quick = self._store.get(QUICK_PREFIX + tree_key) if self._store is not None else None
+        quick = self._store.get(names.quick(tree_key)) if self._store is not None else None
         # Fast path: one digest over every entry's stat, compared with the last run's. Nothing is
         # decoded or compared per entry, and no entry may be racy.
         if quick is not None and quick["g"] == signature and newest < quick["t"] - RACY_WINDOW_NS:
@@ -142,5 +140,5 @@ class StatCache:
         if self._store is not None:
             if not unchanged:
                 self._store.set(tree_key, {"t": stat_time_ns, "e": fresh, "s": summary})
-            self._store.set(QUICK_PREFIX + tree_key, {"t": stat_time_ns, "g": signature, "s": summary})
+            self._store.set(names.quick(tree_key), {"t": stat_time_ns, "g": signature, "s": summary})
         return summary

@@ -9,20 +9,16 @@ command timed out is not cached: a timeout says more about the machine than abou
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 from orchestrator.imagetest.checks import CheckResult
 
-KEY_PREFIX = "test:"
-
 
 def result_key(image_key: str, platform: str, spec: str) -> str:
-    payload = json.dumps([image_key, platform, spec], separators=(",", ":"))
-    return KEY_PREFIX + hashlib.sha256(payload.encode()).hexdigest()
+    return names.test_result(image_key, platform, spec)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.cache import names
 from orchestrator.cache.statcache import StatCache
 from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.keys import parallel
 from orchestrator.keys.keys import KeyComputer, NodeKey
-from orchestrator.keys.manifests import inputs_name, manifest_name
 from orchestrator.workspace.loading import LoadedWorkspace
 
 
@@ -36,9 +36,9 @@ def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]
         parallel.prefetch_inputs(computer, todo)  # on every core, when there is enough to hash
     keys = computer.keys(nodes)
     for digest, manifest in computer.new_inputs.items():
-        store.add(inputs_name(digest), [list(entry) for entry in manifest])
+        store.add(names.inputs(digest), [list(entry) for entry in manifest])
     for node_key in keys:
-        name = manifest_name(node_key.key)
+        name = names.manifest(node_key.key)
         if name not in store:
             store.add(name, [list(entry) for entry in node_key.manifest])
     return computer, keys

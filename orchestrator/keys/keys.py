@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cache import names
 from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
@@ -140,7 +141,7 @@ class KeyComputer:
             return self._remember_inputs(inputs_manifest(hashes[DOCKERFILE], entries, hashes))
 
         digest = self.stat_cache.tree(
-            f"tree:{self.algorithm}:{mode}:{context_dir}:{dockerfile}", tree, started, self._hash_entry, summarize
+            names.tree(self.algorithm, mode, context_dir, dockerfile), tree, started, self._hash_entry, summarize
         )
         result: list[tuple[str, str]] = [
             ("dockerfile.name", os.path.basename(target.dockerfile)),
@@ -178,6 +179,6 @@ class KeyComputer:
             return self._remember_inputs(manifest)
 
         digest = self.stat_cache.tree(
-            f"tree:{self.algorithm}:rootfs:{self.root}:{target.label}", stats, started, self._hash_entry, summarize
+            names.tree(self.algorithm, "rootfs", self.root, target.label), stats, started, self._hash_entry, summarize
         )
         return (("inputs", digest),)

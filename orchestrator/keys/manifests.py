@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 from orchestrator.keys.inputs import Manifest
 
 Change = tuple[str, str | None, str | None]  # (entry name, old value, new value)
 
 
-def manifest_name(key: str) -> str:
-    return f"manifest:{key}"
-
-
-def inputs_name(digest: str) -> str:
-    return f"inputs:{digest}"
-
-
 def load_manifest(store: Store, key: str) -> Manifest | None:
-    value = store.get(manifest_name(key))
+    value = store.get(names.manifest(key))
     return None if value is None else tuple((str(a), str(b)) for a, b in value)
 
 
@@ -25,7 +18,7 @@ def expanded(store: Store, manifest: Manifest) -> dict[str, str]:
     """The manifest as a dict, its ``inputs`` digest replaced by the input entries it stands for."""
     result: dict[str, str] = {}
     for name, value in manifest:
-        inputs = store.get(inputs_name(value)) if name == "inputs" else None
+        inputs = store.get(names.inputs(value)) if name == "inputs" else None
         if inputs is None:
             result[name] = value
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.cache import names
 from orchestrator.cache.statcache import RACY_WINDOW_NS
 from orchestrator.cache.store import Store
 from orchestrator.cache.witness import Signature, Witness, unchanged
@@ -25,7 +26,7 @@ SCHEMA = "3"
 
 
 def record_name(root: str) -> str:
-    return f"load:{SCHEMA}:{__version__}:{host_platform()}:{root}"
+    return names.load(SCHEMA, __version__, host_platform(), root)
 
 
 def _label(text: str) -> Label:
