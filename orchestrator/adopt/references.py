@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import orchestrator.dockerfile.analysis as df
+import orchestrator.dockerfile as df
 from orchestrator.adopt.mapping import MAPPING_FILE
 from orchestrator.adopt.naming import valid_tag
 from orchestrator.adopt.planned import PATH_ORIGIN, Candidate

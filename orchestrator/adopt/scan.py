@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orchestrator.dockerfile.analysis as df
+import orchestrator.dockerfile as df
 from orchestrator.adopt.mapping import MappingEntry
 from orchestrator.adopt.planned import Candidate
 from orchestrator.adopt.problems import Problem, problem_from

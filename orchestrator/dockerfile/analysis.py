@@ -1,17 +1,11 @@
-"""Static analysis of a Dockerfile: its stages, the images it builds on, and rebinding.
+"""Static analysis of a Dockerfile: its stages, the images it builds on, its LABELs and USERs.
 
 The orchestrator infers a target's dependencies from its Dockerfile: every ``FROM``, ``COPY --from``
 (or ``ADD --from``) and ``RUN --mount=...,from=`` that names an image rather than a build stage, in
-the stages the built stage needs. :func:`rebind` then writes the copy of the Dockerfile that is sent
-to the daemon, with some of those references replaced by exact images; every line stays in place.
+the stages the built stage needs (``rewrite.rebind`` then names exact images in their place).
 
-The text is read the way BuildKit's frontend reads it (moby/buildkit ``frontend/dockerfile``):
-parser directives (``# escape=``, ``# syntax=``) only at the very top; comment and blank lines
-dropped, also inside a continued instruction; a line ending in an escaped escape character not
-continued; an instruction continued into the end of the file ended there; words split with the
-file's escape character; heredoc bodies skipped; ``$VAR`` / ``${VAR:-x}``
-substitution in ``FROM`` with the global ARGs (declared before the first FROM) and the predefined
-platform ARGs.
+The text is read by ``lexer.py``; here ``$VAR`` / ``${VAR:-x}`` are substituted in ``FROM`` with the
+global ARGs (declared before the first FROM) and the predefined platform ARGs.
 
 Deliberate simplifications:
 
@@ -34,40 +28,28 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import DockerfileError, Location, did_you_mean
+from orchestrator.dockerfile.lexer import (
+    PLAIN,
+    Instruction,
+    copy_sources,
+    dockerfile_error,
+    escape_token,
+    from_parts,
+    open_end,
+    read_instructions,
+    split_lines,
+    split_words,
+)
+from orchestrator.errors import DockerfileError, did_you_mean
 
 if TYPE_CHECKING:
     from orchestrator.core.model import ImageTarget
 
-__all__ = ["DockerfileInfo", "ImageRef", "Stage", "StageConfig", "analyze", "rebind", "stage_configs"]
-__all__ += ["decode", "read", "with_label_instruction"]
-
-_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
-_DIRECTIVES = frozenset({"syntax", "escape", "check"})
-_HEREDOC = re.compile(r"(\d*)<<(-?)([^<]+)")
-_HEREDOC_QUOTING = re.compile(r"""["'\\]""")
-_HEREDOC_KEYWORDS = frozenset({"run", "copy", "add"})
-_STAGE_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
 _VAR_NAME = re.compile(r"[0-9]+|[@*#?$!-]|[^\W\d]\w*")
 _VAR_REF = re.compile(r"\$\{?([^\W\d]\w*)")
-_PLAIN = re.compile(r"""[^$'"\\`]*""")
-_LITERAL_REF = re.compile(r"""[^\s$'"\\`,]+""")
-_MOUNT_FIELD = re.compile(r"[^,]+")
 _SCRATCH = "scratch"
-
-_Word = tuple[str, int]  # a word and its offset in the instruction's text
-
-
-def _word_pattern(escape: str) -> re.Pattern[str]:
-    """A shell-like word: quoted parts and escaped characters do not split it (BuildKit's parseWords)."""
-    e = re.escape(escape)
-    return re.compile(rf"""(?:[^\s"'{e}]+|{e}.|{e}$|"(?:[^"{e}]|{e}.)*(?:"|$)|'[^']*(?:'|$))+""")
-
-
-_WORDS = {escape: _word_pattern(escape) for escape in ("\\", "`")}  # by escape character
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,195 +107,6 @@ class StageConfig:
     user_line: int | None  # 1-based line of the last USER; None when the stage has none
 
 
-@dataclass(frozen=True, slots=True)
-class _Instruction:
-    keyword: str  # lower-case
-    text: str  # the logical line: continuations joined, comment lines dropped
-    line: int  # 1-based line of its first physical line
-    pieces: tuple[tuple[int, int, int], ...]  # (offset in text, 0-based physical line, column)
-    escape: str  # the file's escape character
-
-    def position(self, start: int, end: int) -> tuple[int, int] | None:
-        """The physical (line index, column) of ``text[start:end]``, if it lies on one line."""
-        for k, (offset, row, column) in enumerate(self.pieces):
-            stop = self.pieces[k + 1][0] if k + 1 < len(self.pieces) else len(self.text)
-            if offset <= start < stop:
-                return (row, column + start - offset) if end <= stop else None
-        return None
-
-
-def _error(path: str, line: int | None, message: str) -> DockerfileError:
-    return DockerfileError(message, location=Location(path, line))
-
-
-# --- Reading the text ---------------------------------------------------------------------------
-
-
-def decode(data: bytes, *, path: str) -> str:
-    """A Dockerfile's bytes as text; bytes that are not UTF-8 are an error naming the place."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        start = data.rfind(b"\n", 0, exc.start) + 1
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = len(data[start : exc.start].decode("utf-8", "replace")) + 1
-        message = f"not valid UTF-8 (byte 0x{data[exc.start]:02x}): Dockerfiles are read as UTF-8; save it as UTF-8"
-        raise DockerfileError(message, location=Location(path, line, column)) from None
-
-
-def read(file: Path, *, path: str) -> str:
-    """The text of the Dockerfile at ``file`` (:func:`decode`); ``path`` names it in errors."""
-    return decode(file.read_bytes(), path=path)
-
-
-def _split_lines(text: str) -> list[str]:
-    # Split on "\n" only, as Go's line scanner does; a trailing "\r" is ignored where it matters.
-    return text.removeprefix("\ufeff").split("\n")
-
-
-def _escape_token(lines: list[str], path: str) -> str:
-    """The escape character set by the parser directives at the top (default backslash)."""
-    escape, seen = "\\", set()
-    for row, line in enumerate(lines):
-        match = _DIRECTIVE.match(line.strip())
-        if match is None or match[1].lower() not in _DIRECTIVES:
-            break
-        name = match[1].lower()
-        if name in seen:
-            raise _error(path, row + 1, f"only one {name} parser directive can be used")
-        if name == "escape" and match[2] not in ("\\", "`"):
-            raise _error(path, row + 1, f"invalid escape directive {match[2]!r}: must be \\ or `")
-        seen.add(name)
-        escape = match[2] if name == "escape" else escape
-    return escape
-
-
-def _instructions(lines: list[str], escape: str, path: str) -> list[_Instruction]:
-    result: list[_Instruction] = []
-    row = 0
-    while row < len(lines):
-        instruction, row = _read_instruction(lines, row, escape)
-        if instruction is not None:
-            result.append(instruction)
-            if instruction.keyword in _HEREDOC_KEYWORDS and "<<" in instruction.text:
-                row = _skip_heredocs(instruction, lines, row, path)
-    return result
-
-
-def _continues(line: str, escape: str) -> bool:
-    r"""Whether ``line`` (trailing blanks stripped) goes on on the next line, as BuildKit reads it.
-
-    It ends in the escape character, unless that is escaped itself: ``RUN echo a\\`` ends there
-    (``parser.go``: ``([^\\])\\[ \t]*$|^\\[ \t]*$``; Docker 20.10's classic builder agrees).
-    """
-    return line.endswith(escape) and not line[:-1].endswith(escape)
-
-
-def _is_blank_or_comment(line: str) -> bool:
-    stripped = line.lstrip()
-    return not stripped or stripped[0] == "#"
-
-
-def _read_instruction(lines: list[str], row: int, escape: str) -> tuple[_Instruction | None, int]:
-    """The instruction starting at ``lines[row]`` (None for a blank or comment line), and the next row."""
-    first = lines[row].rstrip("\r")
-    if _is_blank_or_comment(first):
-        return None, row + 1
-    body = first.lstrip()
-    start, column, offset = row, len(first) - len(body), 0
-    parts: list[str] = []
-    pieces: list[tuple[int, int, int]] = []
-    while True:
-        stripped = body.rstrip(" \t")
-        continued = _continues(stripped, escape)
-        piece = stripped[:-1] if continued else body
-        pieces.append((offset, row, column))
-        parts.append(piece)
-        offset += len(piece)
-        row += 1
-        # Comment and blank lines inside a continuation are dropped and do not end it.
-        while continued and row < len(lines) and _is_blank_or_comment(lines[row]):
-            row += 1
-        if not continued or row >= len(lines):
-            break
-        body, column = lines[row].rstrip("\r"), 0
-    text = "".join(parts)
-    keyword = _WORDS[escape].search(text)
-    if keyword is None:
-        return None, row
-    instruction = _Instruction(keyword[0].lower(), text, start + 1, tuple(pieces), escape)
-    return instruction, row
-
-
-def _skip_heredocs(instruction: _Instruction, lines: list[str], row: int, path: str) -> int:
-    """Skip the bodies of the instruction's heredocs (``<<EOF``, ``<<-"EOF"``, ...), one after another."""
-    for word, _ in _words(instruction):
-        match = _HEREDOC.fullmatch(word)
-        if match is None or not (name := _HEREDOC_QUOTING.sub("", match[3])):
-            continue
-        while True:
-            if row >= len(lines):
-                raise _error(path, instruction.line, f"unterminated heredoc <<{name}: no line {name!r} ends it")
-            body = lines[row].rstrip("\r")
-            row += 1
-            if (body.lstrip("\t") if match[2] else body) == name:  # <<- strips leading tabs
-                break
-    return row
-
-
-def _words(instruction: _Instruction) -> list[_Word]:
-    """The words after the instruction keyword, each with its offset in the instruction's text."""
-    return [(match[0], match.start()) for match in _WORDS[instruction.escape].finditer(instruction.text)][1:]
-
-
-def _split_flags(words: list[_Word]) -> tuple[dict[str, list[_Word]], list[_Word]]:
-    """Leading ``--name=value`` flags (value and its offset, by name) and the remaining words."""
-    flags: dict[str, list[_Word]] = {}
-    for k, (word, offset) in enumerate(words):
-        if not word.startswith("--") or word == "--":
-            return flags, words[k + (word == "--") :]
-        name, _, value = word[2:].partition("=")
-        flags.setdefault(name, []).append((value, offset + 3 + len(name)))
-    return flags, []
-
-
-def _from_parts(instruction: _Instruction, path: str) -> tuple[dict[str, list[_Word]], list[_Word]]:
-    """The flags and the ``<image> [AS <name>]`` words of a FROM, checked."""
-    flags, args = _split_flags(_words(instruction))
-    if not args:
-        raise _error(path, instruction.line, "FROM without an image: FROM [--platform=<p>] <image> [AS <name>]")
-    if len(args) not in (1, 3) or (len(args) == 3 and args[1][0].lower() != "as"):
-        words = " ".join(word for word, _ in args)
-        raise _error(path, instruction.line, f"FROM {words!r}: expected <image> [AS <name>]")
-    if len(args) == 3 and not _STAGE_NAME.fullmatch(args[2][0].lower()):
-        message = f"invalid stage name {args[2][0]!r}: use a letter, then letters, digits, '-', '_', '.'"
-        raise _error(path, instruction.line, message)
-    return flags, args
-
-
-def _mount_from(spec: str, offset: int) -> _Word | None:
-    """The ``from=`` value of a bind or cache ``--mount`` spec, with its offset."""
-    if len(spec) >= 2 and spec[0] == spec[-1] and spec[0] in "\"'":
-        spec, offset = spec[1:-1], offset + 1
-    kind, source = "bind", None
-    for field in _MOUNT_FIELD.finditer(spec):
-        key, _, value = field[0].partition("=")
-        if key.lower() == "type":
-            kind = value
-        elif key.lower() == "from":
-            source = (value, offset + field.start() + len(key) + 1)
-    return source if kind in ("bind", "cache") else None
-
-
-def _sources(instruction: _Instruction) -> list[_Word]:
-    """The raw ``--from`` value of a COPY / ADD, or the mount ``from=`` values of a RUN."""
-    flags, _ = _split_flags(_words(instruction))
-    if instruction.keyword == "run":
-        mounts = (_mount_from(spec, offset) for spec, offset in flags.get("mount", []))
-        return [mount for mount in mounts if mount is not None]
-    return flags.get("from", [])[-1:] if instruction.keyword in ("copy", "add") else []
-
-
 # --- ARG substitution -----------------------------------------------------------------------------
 
 
@@ -326,7 +119,7 @@ class _Lexer:
         self.word, self.scope, self.escape, self.pos = word, scope, escape, 0
 
     def expand(self) -> str:
-        return self.word if _PLAIN.fullmatch(self.word) else self._until("")
+        return self.word if PLAIN.fullmatch(self.word) else self._until("")
 
     def _until(self, stop: str) -> str:
         out: list[str] = []
@@ -430,37 +223,37 @@ class _Analyzer:
         self.refs: list[ImageRef] = []
         self.forward: list[tuple[str, int, int, int]] = []  # (value, stage, user stage, line)
 
-    def feed(self, instruction: _Instruction) -> None:
+    def feed(self, instruction: Instruction) -> None:
         keyword = instruction.keyword
         if keyword == "from":
             self._from(instruction)
         elif not self.stages:
             if keyword != "arg":
                 message = f"{keyword.upper()} before the first FROM: only ARG may come before FROM"
-                raise _error(self.path, instruction.line, message)
+                raise dockerfile_error(self.path, instruction.line, message)
             self._arg(instruction, self.global_scope, is_global=True)
         elif keyword == "arg":
             self._arg(instruction, self.scope, is_global=False)
         else:
-            for raw, _ in _sources(instruction):
+            for raw, _ in copy_sources(instruction):
                 self._source(raw, "mount-from" if keyword == "run" else "copy-from", instruction.line)
 
     def _expand(self, word: str, scope: Mapping[str, str], line: int) -> str:
         try:
             return _Lexer(word, scope, self.escape).expand()
         except ValueError as exc:
-            raise _error(self.path, line, f"cannot substitute {word!r}: {exc}") from None
+            raise dockerfile_error(self.path, line, f"cannot substitute {word!r}: {exc}") from None
 
     def _empty(self, what: str, raw: str, declared: Collection[str], line: int) -> DockerfileError:
         hints = "".join(
             f"; ARG {name} is {'empty' if name in declared else 'not declared'}" for name in _VAR_REF.findall(raw)
         )
-        return _error(self.path, line, f"{what} {raw!r} is empty after ARG substitution{hints}")
+        return dockerfile_error(self.path, line, f"{what} {raw!r} is empty after ARG substitution{hints}")
 
-    def _arg(self, instruction: _Instruction, scope: dict[str, str], *, is_global: bool) -> None:
-        words = _words(instruction)
+    def _arg(self, instruction: Instruction, scope: dict[str, str], *, is_global: bool) -> None:
+        words = split_words(instruction)
         if not words:
-            raise _error(self.path, instruction.line, "ARG without a name")
+            raise dockerfile_error(self.path, instruction.line, "ARG without a name")
         for word, _ in words:
             name, has_default, default = word.partition("=")
             if is_global:
@@ -471,8 +264,8 @@ class _Analyzer:
             elif has_default:
                 scope[name] = self._expand(default, scope, instruction.line)
 
-    def _from(self, instruction: _Instruction) -> None:
-        flags, args = _from_parts(instruction, self.path)
+    def _from(self, instruction: Instruction) -> None:
+        flags, args = from_parts(instruction, self.path)
         line, raw = instruction.line, args[0][0]
         base = self._expand(raw, self.global_scope, line)
         if not base:
@@ -510,7 +303,7 @@ class _Analyzer:
 
     def result(self, target: str | None) -> DockerfileInfo:
         if not self.stages:
-            raise _error(self.path, None, "no FROM instruction")
+            raise dockerfile_error(self.path, None, "no FROM instruction")
         # Earlier stages were resolved during the walk; a name still matching is a later stage.
         for ref in self.refs:
             if ref.kind != "from" and (stage := self.names.get(ref.reference.lower())) is not None:
@@ -525,7 +318,7 @@ class _Analyzer:
         for value, stage, current, line in sorted(self.forward, key=lambda forward: forward[3]):
             if current in needed:
                 message = f"--from={value} names stage {stage}, which is not before the current stage {current}"
-                raise _error(self.path, line, message + ": a stage can only use earlier stages")
+                raise dockerfile_error(self.path, line, message + ": a stage can only use earlier stages")
         return DockerfileInfo(
             stages=tuple(self.stages),
             target_stage=target_stage,
@@ -542,7 +335,7 @@ class _Analyzer:
             names = [s.name for s in self.stages if s.name is not None]
             listing = ", ".join(names) if names else "none (no FROM ... AS <name>)"
             hint = did_you_mean(target.lower(), names)
-            raise _error(self.path, None, f"target stage {target!r} not found; stages: {listing}{hint}")
+            raise dockerfile_error(self.path, None, f"target stage {target!r} not found; stages: {listing}{hint}")
         return stage
 
 
@@ -560,11 +353,11 @@ def analyze(
     Docker would reject and that this analysis can see, and for an end that
     :func:`with_label_instruction` cannot append to.
     """
-    lines = _split_lines(text)
-    escape = _escape_token(lines, path)
+    lines = split_lines(text)
+    escape = escape_token(lines, path)
     analyzer = _Analyzer(path=path, escape=escape, build_args=build_args or {}, platform=platform)
-    instructions = _instructions(lines, escape, path)
-    _open_end(lines, instructions, escape, path)  # an end the build cannot append to fails now
+    instructions = read_instructions(lines, escape, path)
+    open_end(lines, instructions, escape, path)  # an end the build cannot append to fails now
     for instruction in instructions:
         analyzer.feed(instruction)
     return analyzer.result(target)
@@ -580,10 +373,10 @@ def stage_configs(text: str, *, path: str = "Dockerfile") -> tuple[StageConfig, 
     args, target or platform. ``path`` only names the file in errors (a bad escape directive, an
     unterminated heredoc); other problems are left to :func:`analyze`.
     """
-    lines = _split_lines(text)
-    escape = _escape_token(lines, path)
-    stages: list[list[_Instruction]] = []
-    for instruction in _instructions(lines, escape, path):
+    lines = split_lines(text)
+    escape = escape_token(lines, path)
+    stages: list[list[Instruction]] = []
+    for instruction in read_instructions(lines, escape, path):
         if instruction.keyword == "from":
             stages.append([])
         elif stages:  # only ARG may come before the first FROM
@@ -591,39 +384,31 @@ def stage_configs(text: str, *, path: str = "Dockerfile") -> tuple[StageConfig, 
     return tuple(_stage_config(index, instructions, escape) for index, instructions in enumerate(stages))
 
 
-def _stage_config(index: int, instructions: list[_Instruction], escape: str) -> StageConfig:
+def _stage_config(index: int, instructions: list[Instruction], escape: str) -> StageConfig:
     labels = [pair for i in instructions if i.keyword == "label" for pair in _label_pairs(i, escape)]
     users = [i for i in instructions if i.keyword == "user"]
     if not users:
         return StageConfig(index=index, labels=tuple(labels), user=None, user_line=None)
-    words = _words(users[-1])
+    words = split_words(users[-1])
     raw = words[0][0] if words else None
     # "$" stays so that a user set from an ARG can be told apart from a literal one.
-    user = raw if raw is None or "$" in raw else _unquote(raw, escape)
+    user = raw if raw is None or "$" in raw else unquote(raw, escape)
     return StageConfig(index=index, labels=tuple(labels), user=user, user_line=users[-1].line)
 
 
-def _label_pairs(instruction: _Instruction, escape: str) -> list[tuple[str, str | None]]:
+def _label_pairs(instruction: Instruction, escape: str) -> list[tuple[str, str | None]]:
     """The (key, value) pairs of ``LABEL k=v k2="v 2"``, or of the legacy ``LABEL key the value``."""
-    words = [word for word, _ in _words(instruction)]
+    words = [word for word, _ in split_words(instruction)]
     if words and "=" not in words[0]:
         raw_pairs = [(words[0], " ".join(words[1:]))]
     else:
         raw_pairs = [(key, value) for key, _, value in (word.partition("=") for word in words)]
     pairs: list[tuple[str, str | None]] = []
     for raw_key, raw_value in raw_pairs:
-        key = _unquote(raw_key, escape)
+        key = unquote(raw_key, escape)
         if key:
-            pairs.append((key, None if "$" in raw_value else _unquote(raw_value, escape)))
+            pairs.append((key, None if "$" in raw_value else unquote(raw_value, escape)))
     return pairs
-
-
-def _unquote(word: str, escape: str) -> str | None:
-    """``word`` without its quotes and escapes (variables are not substituted); None if unreadable."""
-    try:
-        return _Lexer(word, {}, escape).expand()
-    except ValueError:
-        return None
 
 
 def analyze_image(target: ImageTarget, text: str, platform: str) -> DockerfileInfo:
@@ -633,120 +418,9 @@ def analyze_image(target: ImageTarget, text: str, platform: str) -> DockerfileIn
     )
 
 
-# --- Rebinding ------------------------------------------------------------------------------------
-
-
-def rebind(text: str, replacements: Mapping[int, str], *, path: str = "Dockerfile") -> str:
-    """``text`` with the image reference of the instruction starting at each given line replaced.
-
-    ``replacements`` maps an :attr:`ImageRef.line` to a literal reference. Only the reference's
-    characters change: flags, ``AS`` names, comments and all line numbers stay as they were.
-    """
-    for new in replacements.values():
-        if not _LITERAL_REF.fullmatch(new):
-            raise ValueError(f"replacement {new!r} is not a literal image reference")
-    bom = "\ufeff" if text.startswith("\ufeff") else ""
-    lines = _split_lines(text)
-    edits: list[tuple[int, int, int, str]] = []  # (row, column, old length, new)
-    stage_names: set[str] = set()  # the stages defined so far
-    rebound: set[int] = set()
-    for instruction in _instructions(lines, _escape_token(lines, path), path):
-        if instruction.line in replacements:
-            for raw, offset in _sites(instruction, stage_names, path):
-                position = instruction.position(offset, offset + len(raw))
-                if position is None:
-                    raise _error(path, instruction.line, f"cannot rebind {raw!r}: a line continuation splits it")
-                edits.append((*position, len(raw), replacements[instruction.line]))
-            rebound.add(instruction.line)
-        if instruction.keyword == "from":
-            stage_names.update(word.lower() for word, _ in _from_parts(instruction, path)[1][2:])
-    if missing := sorted(set(replacements) - rebound):
-        raise _error(path, missing[0], f"no instruction starts at line {missing[0]}")
-    for row, column, length, new in sorted(edits, reverse=True):
-        lines[row] = lines[row][:column] + new + lines[row][column + length :]
-    return bom + "\n".join(lines)
-
-
-def _sites(instruction: _Instruction, stage_names: Collection[str], path: str) -> list[_Word]:
-    """The raw image words (and offsets) that rebinding replaces in ``instruction``: one distinct value."""
-    sites = _from_parts(instruction, path)[1][:1] if instruction.keyword == "from" else _sources(instruction)
-    # Literal stage names and indices are not images (an ARG-templated one cannot be told apart).
-    images = [(raw, offset) for raw, offset in sites if not (raw.isdigit() or raw.lower() in stage_names)]
-    if not images:
-        message = f"no image reference to rebind in this {instruction.keyword.upper()}"
-        raise _error(path, instruction.line, message)
-    if len(distinct := dict.fromkeys(raw for raw, _ in images)) > 1:
-        message = f"cannot rebind: the line has several image references ({', '.join(distinct)})"
-        raise _error(path, instruction.line, message)
-    return images
-
-
-def _label_word(text: str, escape: str) -> str:
-    """A double-quoted LABEL word: escape character, quote and ``$`` escaped (no variable expansion).
-
-    A newline cannot be written on one line: it becomes the two characters ``\\n``.
-    """
-    for char in (escape, '"', "$"):  # the escape character first, so no escape is escaped twice
-        text = text.replace(char, escape + char)
-    return '"' + text.replace("\n", "\\n") + '"'
-
-
-def with_label_instruction(
-    text: str,
-    labels: Mapping[str, str],
-    *,
-    path: str = "Dockerfile",
-    build_args: Mapping[str, str] | None = None,
-    target: str | None = None,
-) -> str:
-    """``text`` with one ``LABEL`` instruction holding ``labels`` at the end of the built stage.
-
-    Labels passed to the classic builder's API become one LABEL step each, and each step commits
-    a container (about 0.1 s apiece); one instruction costs one step. It goes right before the
-    next stage's FROM (or at the end), so no line the user wrote before it moves.
-
-    A file whose last instruction runs into the end through a line continuation (``RUN echo hi \\``,
-    maybe followed by blank or comment lines) would continue into the LABEL. Docker ends such an
-    instruction at the end of the file, dropping the escape character; so does the copy: the
-    escape character is removed from that line.
-    """
-    if not labels:
-        return text
-    info = analyze(text, path=path, build_args=build_args, target=target)
-    lines = text.split("\n")  # as _split_lines numbers them (a BOM stays on the first line)
-    escape = _escape_token(_split_lines(text), path)
-    words = (f"{_label_word(key, escape)}={_label_word(value, escape)}" for key, value in sorted(labels.items()))
-    label = "LABEL " + " ".join(words)
-    following = [s.line for s in info.stages if s.index == info.target_stage + 1]
-    if following:
-        at = following[0] - 1
-        return "\n".join([*lines[:at], label, *lines[at:]])
-    source = _split_lines(text)
-    row = _open_end(source, _instructions(source, escape, path), escape, path)
-    if row is not None:
-        body = lines[row].rstrip("\r").rstrip(" \t")
-        lines[row] = body[:-1] + lines[row][len(body) :]  # what followed the escape character stays
-    body = "\n".join(lines)
-    return body + ("" if body.endswith("\n") or not body else "\n") + label + "\n"
-
-
-def _open_end(lines: list[str], instructions: list[_Instruction], escape: str, path: str) -> int | None:
-    """The row whose escape character continues the last instruction into the end of the file, if any.
-
-    Docker ends that instruction there, and so does removing the escape character, unless what is
-    left of the line ends in the escape character again: that is an error (no line can say it).
-    """
-    if not instructions:
+def unquote(word: str, escape: str) -> str | None:
+    """``word`` without its quotes and escapes (variables are not substituted); None if unreadable."""
+    try:
+        return _Lexer(word, {}, escape).expand()
+    except ValueError:
         return None
-    row = instructions[-1].pieces[-1][1]  # the instruction's last line that is not blank or a comment
-    body = lines[row].rstrip("\r").rstrip(" \t")
-    # Only blank and comment lines follow a continuation that reaches the end (not heredoc bodies).
-    if not _continues(body, escape) or not all(_is_blank_or_comment(line) for line in lines[row + 1 :]):
-        return None
-    if _continues(body[:-1].rstrip(" \t"), escape):
-        message = (
-            f"a line continuation at the end of the file, after another {escape!r}: the instruction cannot be "
-            f"ended before the LABEL the orchestrator appends without changing it; remove the last {escape!r}"
-        )
-        raise _error(path, row + 1, message)
-    return row

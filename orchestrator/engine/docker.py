@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.core.platforms import normalize
-from orchestrator.dockerfile.analysis import with_label_instruction
+from orchestrator.dockerfile import with_label_instruction
 from orchestrator.engine.api import (
     KEY_LABEL,
     BuildFailed,

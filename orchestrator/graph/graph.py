@@ -184,7 +184,7 @@ def build_graph(
 
 
 def _read_dockerfile(root: Path, dockerfile: str) -> str:
-    import orchestrator.dockerfile.analysis as df  # here, not at the top: a restored load never parses a Dockerfile
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
 
     return df.read(root / dockerfile, path=dockerfile)
 
@@ -197,7 +197,7 @@ def _image_deps(
     repo_tags: Mapping[str, list[str]],
     platforms: Mapping[Label, tuple[str, ...]],
 ) -> NodeDeps:
-    import orchestrator.dockerfile.analysis as df  # here, not at the top: a restored load never parses a Dockerfile
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
 
     info = df.analyze_image(target, text, node.platform)
     parents: list[ParentRef] = []

@@ -17,7 +17,7 @@ Rules (IDs are stable; silence one per target with ``lint_ignore = {"ORC002": "w
   100 files or 10 MB; every file is then sent to the builder and hashed. Found with lstat only,
   stopping as soon as a limit is passed.
 
-The Dockerfile is read with :mod:`orchestrator.dockerfile.analysis`, the parser the graph uses.
+The Dockerfile is read with :mod:`orchestrator.dockerfile`, the parser the graph uses.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import orchestrator.dockerfile.analysis as df
+import orchestrator.dockerfile as df
 from orchestrator.core.imageref import ImageReference
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, Node

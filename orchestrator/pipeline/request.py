@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import orchestrator.dockerfile.analysis as df
+import orchestrator.dockerfile as df
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
 from orchestrator.engine.api import KEY_LABEL, BuildRequest, ExtraFile
 from orchestrator.errors import InputChanged

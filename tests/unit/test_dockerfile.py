@@ -1,4 +1,4 @@
-"""Tests for orchestrator.dockerfile.analysis: Docker/BuildKit's reading of a Dockerfile, and rebinding."""
+"""Tests for orchestrator.dockerfile: Docker/BuildKit's reading of a Dockerfile, and rebinding."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import orchestrator.dockerfile.analysis as df
-from orchestrator.dockerfile.analysis import DockerfileInfo, ImageRef, StageConfig, analyze, rebind, stage_configs
+import orchestrator.dockerfile as df
+from orchestrator.dockerfile import DockerfileInfo, ImageRef, StageConfig, analyze, rebind, stage_configs
 from orchestrator.errors import DockerfileError, Location
 
 
