@@ -3,18 +3,21 @@
 ``running_registry(workdir)`` writes its own config into ``workdir`` (storage in ``workdir/data``,
 deletes enabled, listening on a free loopback port), starts ``docker-registry serve``, waits until
 ``/v2/`` answers and yields ``"127.0.0.1:<port>"``; it stops the registry when the block ends.
+With ``users={"name": "password"}`` it demands them (HTTP basic auth from an htpasswd file, whose
+bcrypt hashes come from the C library's ``crypt``: no Python package, no ``htpasswd`` program).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 BINARY = "docker-registry"
@@ -43,18 +46,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_registry(workdir: Path) -> Iterator[str]:
-    """A registry on ``127.0.0.1:<free port>`` storing into ``workdir/data``; yields its address."""
+def running_registry(workdir: Path, *, users: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A registry on ``127.0.0.1:<free port>`` storing into ``workdir/data``; yields its address.
+
+    ``users``: the registry answers 401 to anyone else (basic auth, an htpasswd file).
+    """
     binary = registry_binary()
     if binary is None:
         raise RegistryServerError(
             f"{BINARY} is not installed; the registry tests need it: apt-get install docker-registry"
         )
     workdir.mkdir(parents=True, exist_ok=True)
+    htpasswd = None
+    if users:
+        htpasswd = workdir / "htpasswd"
+        htpasswd.write_text("".join(f"{user}:{bcrypt_hash(password)}\n" for user, password in users.items()))
     failure = ""
     for _ in range(PORT_ATTEMPTS):
         port = free_port()
-        process, failure = _start(binary, workdir, port)
+        process, failure = _start(binary, workdir, port, htpasswd)
         if process is None:
             continue  # most likely someone took the port between free_port() and the bind: try another
         try:
@@ -65,10 +75,29 @@ def running_registry(workdir: Path) -> Iterator[str]:
     raise RegistryServerError(failure)
 
 
-def _start(binary: str, workdir: Path, port: int) -> tuple[subprocess.Popen[bytes] | None, str]:
+def bcrypt_hash(password: str) -> str:
+    """``$2y$...``: the only hash distribution's htpasswd accepts, from libcrypt (libxcrypt has bcrypt)."""
+    try:
+        libcrypt = ctypes.CDLL("libcrypt.so.1")
+    except OSError as exc:
+        raise RegistryServerError(f"cannot load libcrypt.so.1 to hash a registry password: {exc}") from exc
+    libcrypt.crypt_gensalt.restype = ctypes.c_char_p
+    libcrypt.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    libcrypt.crypt.restype = ctypes.c_char_p
+    libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    salt = libcrypt.crypt_gensalt(b"$2y$", 5, None, 0)  # cost 5: fast, a test
+    hashed = libcrypt.crypt(password.encode(), salt) if salt else None
+    if not hashed or not hashed.startswith(b"$2y$"):
+        raise RegistryServerError("libcrypt cannot make bcrypt hashes here")
+    return str(hashed.decode())
+
+
+def _start(
+    binary: str, workdir: Path, port: int, htpasswd: Path | None = None
+) -> tuple[subprocess.Popen[bytes] | None, str]:
     """The running registry on ``port``, or None and why it failed."""
     config = workdir / "registry.yml"
-    config.write_text(_config(workdir / "data", port))
+    config.write_text(_config(workdir / "data", port, htpasswd))
     log_path = workdir / "registry.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -87,8 +116,9 @@ def _start(binary: str, workdir: Path, port: int) -> tuple[subprocess.Popen[byte
     )
 
 
-def _config(data: Path, port: int) -> str:
-    return (
+def _config(data: Path, port: int, htpasswd: Path | None = None) -> str:
+    auth = f"auth:\n  htpasswd:\n    realm: orchestrator-test\n    path: {htpasswd}\n" if htpasswd else ""
+    return auth + (
         "version: 0.1\n"
         "log:\n"
         "  level: info\n"
@@ -112,7 +142,7 @@ def _answers(port: int) -> bool:
             return bool(response.status == 200)
     except urllib.error.HTTPError as exc:
         exc.close()
-        return False
+        return exc.code == 401  # up, and asking for credentials
     except OSError:
         return False
 

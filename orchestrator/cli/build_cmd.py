@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import EngineTimeoutOpt, RegistryOpt, RemoteCacheWriteOpt, handle_errors
+from orchestrator.cli.common import (
+    EngineTimeoutOpt,
+    Output,
+    RegistryOpt,
+    RemoteCacheWriteOpt,
+    RequireRegistryOpt,
+    handle_errors,
+)
+from orchestrator.core.platforms import canonical_all
 
 
 class PlanOutput(StrEnum):
@@ -46,6 +54,7 @@ def build(
         typer.Option("--platform", help="Only this platform's nodes, e.g. linux/arm64 (repeatable; default: all)"),
     ] = None,
     registry: RegistryOpt = None,
+    require_registry: RequireRegistryOpt = None,
     remote_cache_write: RemoteCacheWriteOpt = True,
     push: Annotated[
         bool, typer.Option("--push", help="Push the selection's human tags (one index per multi-platform tag)")
@@ -69,8 +78,9 @@ def build(
         dry_run=dry_run,
         since=since,
         report=report,
-        platforms=tuple(platform or ()),
+        platforms=canonical_all(platform or (), given_as="--platform"),
         registry=registry,
+        require_registry=require_registry,
         remote_cache_write=remote_cache_write,
         push=push,
         load=load,
@@ -86,7 +96,9 @@ def build(
 def explain(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="A label or an image reference a target produces")],
-    output: Annotated[str, typer.Option("--output", "-o", help="label (text) or json")] = "label",
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="label: a line per node and per changed entry; json")
+    ] = Output.label,
 ) -> None:
     """Why TARGET would rebuild: the manifest entries that differ from its last recorded build."""
     from orchestrator.cli.build_run import run_explain

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.cache.store import Store
-from orchestrator.cli.common import emit_json, load_workspace, options, stderr_console
+from orchestrator.cli.common import Output, emit_json, load_workspace, options, stderr_console
 from orchestrator.cli.session import sigterm_stops_cleanly
 from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
@@ -25,6 +27,7 @@ from orchestrator.pipeline import run as pipeline
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan
 from orchestrator.pipeline.run import Request, remote_cache
+from orchestrator.registry.cache import Level, Notice
 from orchestrator.report.console import ConsoleDisplay, print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
@@ -55,6 +58,7 @@ class BuildCommand:
     report: Path | None
     platforms: tuple[str, ...] = ()
     registry: str | None = None
+    require_registry: bool | None = None  # None: WORKSPACE's require_registry
     remote_cache_write: bool = True
     push: bool = False
     load: bool = False
@@ -110,7 +114,9 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         locked=command.locked,
         dry_run=command.dry_run,
     )
-    remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, push=command.push)
+    remote = remote_cache(
+        loaded, command.registry, write=command.remote_cache_write, push=command.push, required=command.require_registry
+    )
     console = stderr_console()
     display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
@@ -123,7 +129,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
                 engine=engine_future.result,
                 listener=display,
                 remote=remote,
-                warn=lambda message: console.print(f"[yellow]WARNING[/] {message}", highlight=False),
+                warn=lambda notice: print_notice(console, notice),
             )
         finally:
             display.stop()
@@ -144,19 +150,33 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
 
         write_build_junit(command.junit, summary)
     write_step_summary(lambda: build_markdown(summary), warn=lambda message: typer.echo(f"WARNING {message}", err=True))
+    if remote is not None and summary.exit_code == 0:
+        remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
     raise typer.Exit(summary.exit_code)
 
 
-def run_explain(ctx: typer.Context, target: str, output: str) -> None:
+def print_notice(console: Console, notice: Notice) -> None:
+    """``WARNING <message>`` or ``ERROR <message>`` on the console (stderr)."""
+    style = "bold red" if notice.level is Level.ERROR else "yellow"
+    # soft_wrap: one line however long, so that a CI log can be searched for it
+    console.print(f"[{style}]{notice.level}[/] {escape(notice.message)}", highlight=False, soft_wrap=True)
+
+
+def run_explain(ctx: typer.Context, target: str, output: Output) -> None:
     loaded = load_workspace(ctx)
     label = loaded.graph.resolve(target)
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     with Store(cache_dir) as store:
         result = explain(loaded, store, label)
-    if output == "json":
+    if output is Output.json:
         emit_json(result)
         return
     for entry in result:
         typer.echo(f"{entry['label']} {entry['platform']}: {entry['state']} (key {entry['key']})")
         for change in entry.get("changes", []):
-            typer.echo(f"  {change['entry']}: {change['old']} -> {change['new']}")
+            typer.echo(f"  {change['entry']}: {_value(change['old'])} -> {_value(change['new'])}")
+
+
+def _value(value: str | None) -> str:
+    """A manifest value; None is an entry one side does not have (a file added or removed)."""
+    return "(absent)" if value is None else value

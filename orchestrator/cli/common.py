@@ -27,6 +27,15 @@ RegistryOpt = Annotated[
     str | None,
     typer.Option("--registry", help="Registry cache, host[:port][/prefix] (default: WORKSPACE's registry=)"),
 ]
+RequireRegistryOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-registry/--no-require-registry",
+        help="Fail (exit 1) when the registry cache is down, refuses the credentials or a push, instead of "
+        "building locally (for CI; default: WORKSPACE's require_registry)",
+        show_default=False,
+    ),
+]
 RemoteCacheWriteOpt = Annotated[
     bool,
     typer.Option(

@@ -21,7 +21,12 @@ class GraphFormat(StrEnum):
 def graph(
     ctx: typer.Context,
     patterns: Annotated[list[str] | None, typer.Argument(help="Target patterns (default //...)")] = None,
-    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")] = GraphFormat.dot,
+    format: Annotated[
+        GraphFormat,
+        typer.Option(
+            "--output", "-o", "--format", "-f", help="dot or mermaid: a picture; json: the targets and their deps"
+        ),
+    ] = GraphFormat.dot,
 ) -> None:
     """The selected targets and what they need, as a picture or as data."""
     graph = load_workspace(ctx).graph

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import handle_errors, load_workspace
+from orchestrator.cli.common import emit_json, handle_errors, load_workspace
 from orchestrator.errors import UsageError
+
+
+class LockOutput(StrEnum):
+    text = "text"
+    json = "json"
 
 
 @handle_errors
@@ -17,6 +23,10 @@ def lock(
         list[str] | None, typer.Argument(help="With --update: only these bases (default: every base)")
     ] = None,
     update: Annotated[bool, typer.Option("--update", help="Resolve pinned bases again (all, or those named)")] = False,
+    output: Annotated[
+        LockOutput,
+        typer.Option("--output", "-o", help="text: a line per pin added, updated or dropped; json: one document"),
+    ] = LockOutput.text,
 ) -> None:
     """Pin every external base to a digest per platform in images.lock (keeping existing pins).
 
@@ -35,6 +45,19 @@ def lock(
         new_lock, changes = updated_lock(
             loaded.graph, loaded.lock, resolver, update=(references or []) if update else None
         )
+    wrote = write_lock(loaded.root, new_lock)
+    pins = sum(1 for _ in new_lock.pins())
+    if output is LockOutput.json:
+        emit_json(
+            {
+                "changes": [
+                    {"reference": c.reference, "platform": c.platform, "old": c.old, "new": c.new} for c in changes
+                ],
+                "pins": pins,
+                "written": wrote,
+            }
+        )
+        return
     for change in changes:
         if change.old is None:
             typer.echo(f"pinned  {change.reference} {change.platform} {change.new}")
@@ -42,6 +65,4 @@ def lock(
             typer.echo(f"dropped {change.reference} {change.platform} (no target uses it)")
         else:
             typer.echo(f"updated {change.reference} {change.platform} {change.old} -> {change.new}")
-    wrote = write_lock(loaded.root, new_lock)
-    pins = sum(1 for _ in new_lock.pins())
     typer.echo(f"{LOCK_FILE}: {pins} pins, {'written' if wrote else 'unchanged'}")

@@ -9,8 +9,9 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.cache import store
-from orchestrator.cli import build_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
+from orchestrator.cli import build_cmd, gc_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
 from orchestrator.cli.common import GlobalOptions, print_warning
+from orchestrator.cli.global_options import CACHE_DIR_HELP, VERBOSE_HELP, WORKSPACE_HELP, GlobalOptionsGroup
 
 app = typer.Typer(
     name="orchestrator",
@@ -18,6 +19,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=GlobalOptionsGroup,  # the global options after the command too
+    # Help texts are plain text: as rich markup, "host[:port][/prefix]" was a broken closing tag.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
 )
 app.add_typer(query_cmd.app, name="query")
 app.command(name="graph")(graph_cmd.graph)
@@ -28,6 +33,7 @@ app.command(name="lock")(lock_cmd.lock)
 app.command(name="lint")(lint_cmd.lint)
 app.command(name="test")(test_cmd.test)
 app.command(name="init")(init_cmd.init)
+app.command(name="gc")(gc_cmd.gc)
 
 
 def _version(value: bool) -> None:
@@ -39,14 +45,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: walk up to WORKSPACE)")
-    ] = None,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option("--cache-dir", help="Local cache directory (default: WORKSPACE's, else ~/.cache)"),
-    ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output")] = 0,
+    workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help=WORKSPACE_HELP)] = None,
+    cache_dir: Annotated[str | None, typer.Option("--cache-dir", help=CACHE_DIR_HELP)] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,

@@ -141,6 +141,9 @@ def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
             ]
         )
         return
+    if not found:
+        # on stderr: stdout stays the (empty) list a script reads
+        typer.echo(f"every locked base is current ({LOCK_FILE} needs no update)", err=True)
     for o in found:
         now = o.current if o.current is not None else f"cannot resolve ({o.error})"
         typer.echo(f"{o.reference} {o.platform}: {o.locked} -> {now}")

@@ -24,12 +24,13 @@ from orchestrator.cli.common import (
     EngineTimeoutOpt,
     RegistryOpt,
     RemoteCacheWriteOpt,
+    RequireRegistryOpt,
     handle_errors,
     load_workspace,
     options,
     stderr_console,
 )
-from orchestrator.core.platforms import normalize
+from orchestrator.core.platforms import canonical_all
 from orchestrator.engine.probe import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def test(
         float, typer.Option("--timeout", min=1, help="Seconds a command may run before it is killed and fails")
     ] = DEFAULT_TIMEOUT_S,
     registry: RegistryOpt = None,
+    require_registry: RequireRegistryOpt = None,
     remote_cache_write: RemoteCacheWriteOpt = True,
     engine_timeout: EngineTimeoutOpt = None,
     since: Annotated[
@@ -71,9 +73,10 @@ def test(
         junit=junit,
         jobs=jobs or os.cpu_count() or 1,
         no_cache=no_cache,
-        platforms=tuple(normalize(p) for p in platform or ()),
+        platforms=canonical_all(platform or (), given_as="--platform"),
         timeout_s=timeout,
         registry=registry,
+        require_registry=require_registry,
         remote_cache_write=remote_cache_write,
         since=since,
         engine_timeout_s=engine_timeout,
@@ -93,6 +96,7 @@ class ImageTestOptions:
     platforms: tuple[str, ...]
     timeout_s: float
     registry: str | None = None
+    require_registry: bool | None = None  # None: WORKSPACE's require_registry
     remote_cache_write: bool = True
     since: str | None = None
     engine_timeout_s: float | None = None
@@ -100,6 +104,7 @@ class ImageTestOptions:
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     from orchestrator.cache.store import Store
+    from orchestrator.cli.build_run import print_notice
     from orchestrator.engine.docker_probe import DockerProbe
     from orchestrator.engine.local import closed_at_end, connect
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
@@ -134,7 +139,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         load=True,  # a node the registry cache holds is pulled: its tests need it in the engine
         engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
     )
-    remote = remote_cache(loaded, command.registry, write=command.remote_cache_write)
+    remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, required=command.require_registry)
     console = stderr_console()
     request = Request(
         labels=sorted({job.image for job in jobs}),
@@ -158,7 +163,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
                 engine=engine_future.result,
                 listener=display,
                 remote=remote,
-                warn=lambda message: console.print(f"[yellow]WARNING[/] {message}", highlight=False),
+                warn=lambda notice: print_notice(console, notice),
             )
         finally:
             display.stop()
@@ -169,6 +174,8 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         print_summary(console, summary)
         if summary.interrupted:
             return summary.exit_code
+        if remote is not None:
+            remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
         probe = DockerProbe()
         run_options = RunOptions(jobs=command.jobs, no_cache=command.no_cache, timeout_s=command.timeout_s)
         try:

@@ -83,6 +83,7 @@ class WorkspaceSettings:
     name: str = ""
     platforms: tuple[str, ...] = ()
     registry: str | None = None
+    require_registry: bool = False  # an unusable registry cache fails the build (CI), not a warning
     hermetic: bool = False
     cache_dir: str | None = None  # relative to the workspace root unless absolute
     key_digest: str = "xxh3"

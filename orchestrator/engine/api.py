@@ -10,7 +10,7 @@ Nothing outside ``executor/docker.py`` talks to Docker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,6 +52,10 @@ class BuildRequest:
     log_path: str = field(compare=False)
 
 
+Progress = Callable[[str], None]
+"""Told each Dockerfile step as a build starts it (``Step 3/7 : RUN apt-get ...``), on the build's thread."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildResult:
     image_id: str
@@ -81,6 +85,17 @@ class ImageSummary:
     labels: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredImage:
+    """What one listing of the engine's images says of an image, for clean-up (``orchestrator gc``)."""
+
+    image_id: str
+    repo_tags: tuple[str, ...]  # every ``repository:tag`` naming it
+    labels: Mapping[str, str]
+    size: int  # bytes, as ``docker images`` shows it: layers shared with other images included
+    created: int  # Unix time
+
+
 class BuildFailed(OrchestratorError):
     """A build ran and failed; ``log_tail`` holds the last lines of its log."""
 
@@ -106,12 +121,12 @@ class Executor(Protocol):
     def ping(self) -> None:
         """Raise DaemonUnavailable unless the engine answers."""
 
-    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+    def build(self, request: BuildRequest, cancel: threading.Event, progress: Progress | None = None) -> BuildResult:
         """Build the image ``request`` describes and leave it untagged; raise BuildFailed (log at ``request.log_path``).
 
         The context sent must pass ``request.context_check`` (else InputChanged, nothing sent); the image
         must carry the key label and be of ``request.platform``. When ``cancel`` is set the build is
-        stopped as soon as possible and BuildFailed raised.
+        stopped as soon as possible and BuildFailed raised. ``progress`` is told each step as it starts.
         """
 
     def inspect(self, reference: str) -> ImageInfo | None:
@@ -140,3 +155,9 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Close the connection to the engine, if one is open (the next call opens a new one)."""
+
+    def stored_images(self) -> tuple[StoredImage, ...]:
+        """Every tagged image the engine has, with its tags, size and age, from one listing."""
+
+    def layers_size(self) -> int:
+        """The bytes the engine's image layers take on its disk (``docker system df``)."""

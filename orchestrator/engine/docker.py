@@ -49,6 +49,8 @@ from orchestrator.engine.api import (
     Executor,
     ImageInfo,
     ImageSummary,
+    Progress,
+    StoredImage,
     TransferFailed,
 )
 from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
@@ -82,10 +84,11 @@ class DockerExecutor:
     def ping(self) -> None:
         self._engine.get_json("/_ping", "ping")
 
-    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+    def build(self, request: BuildRequest, cancel: threading.Event, progress: Progress | None = None) -> BuildResult:
         started = time.monotonic()
         with _BuildLog(request.log_path) as log, self._journal.entry() as containers:
             log.containers = containers
+            log.progress = progress
             log.line(f"# {request.node}: building {request.image}")
             self._sweep_leftovers(log)
             if cancel.is_set():
@@ -344,6 +347,29 @@ class DockerExecutor:
         except EngineError as exc:
             raise TransferFailed(f"{verb} of {reference} failed: {exc}") from exc
 
+    # --- clean-up (orchestrator gc) ------------------------------------------------------------
+
+    def stored_images(self) -> tuple[StoredImage, ...]:
+        images = self._engine.get_json("/images/json", "listing images")
+        found = []
+        for image in images:
+            tags = tuple(sorted(t for t in image.get("RepoTags") or () if t != "<none>:<none>"))
+            if tags:
+                found.append(
+                    StoredImage(
+                        image_id=str(image["Id"]),
+                        repo_tags=tags,
+                        labels=types.MappingProxyType(dict(image.get("Labels") or {})),
+                        size=int(image.get("Size") or 0),
+                        created=int(image.get("Created") or 0),
+                    )
+                )
+        return tuple(sorted(found, key=lambda i: i.image_id))
+
+    def layers_size(self) -> int:
+        usage = self._engine.get_json("/system/df", "measuring the engine's disk usage")
+        return int(usage.get("LayersSize") or 0)
+
 
 def _split_reference(reference: str) -> tuple[str, str]:
     """``host:5000/repo:tag`` -> (``host:5000/repo``, ``tag``)."""
@@ -396,6 +422,9 @@ def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLo
     if "stream" in message:
         log.write(str(message["stream"]))
         log.containers.note(str(message["stream"]))
+        step = _STEP.search(str(message["stream"]))
+        if step is not None and log.progress is not None:
+            log.progress(step.group(0).strip())
     if "status" in message:
         prefix = f"{message['id']}: " if message.get("id") else ""
         log.line(f"{prefix}{message['status']}")
@@ -406,6 +435,7 @@ def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLo
     return built.group(1) if built else None  # engines that send no aux message; inspect expands the short ID
 
 
+_STEP = re.compile(r"^Step \d+/\d+ : .*$", re.MULTILINE)  # the classic builder starting a step
 _SUCCESSFULLY_BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$", re.MULTILINE)
 
 
@@ -527,7 +557,7 @@ class _PlatformsMixed(BuildFailed):
 
 
 class _BuildLog:
-    """A build's log file, and its last lines for the error message."""
+    """A build's log file, its last lines for the error message, and who is told of its steps."""
 
     def __init__(self, path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -536,6 +566,7 @@ class _BuildLog:
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._partial = ""  # output not yet ended by a newline
         self.containers = Entry(None, "")  # the build's journal entry (leftovers.py), set by build()
+        self.progress: Progress | None = None  # told each step as it starts, set by build()
 
     def __enter__(self) -> _BuildLog:
         return self

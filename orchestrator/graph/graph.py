@@ -87,8 +87,19 @@ class TargetGraph:
         key = f"{ref.repository}:{ref.tag}"
         if key in self.owners:
             return self.owners[key]
-        known = sorted(self.owners)
-        raise UnknownTargetError(f"no target {text!r} and no target produces the image {key}{did_you_mean(key, known)}")
+        hint = self._as_label(text) or did_you_mean(key, sorted(self.owners))
+        raise UnknownTargetError(f"no target {text!r} and no target produces the image {key}{hint}")
+
+    def _as_label(self, text: str) -> str:
+        """`` (did you mean //base:company-base?)`` when ``text`` with ``//`` selects a target, else ''."""
+        candidate = "//" + text
+        try:
+            pattern = Pattern.parse(candidate)
+        except UnknownTargetError:
+            return ""
+        if not any(pattern.matches(label) for label in self.targets):
+            return ""
+        return f" (did you mean {candidate}? labels start with //; text without it is an image reference)"
 
     def select(self, patterns: Sequence[str]) -> list[Label]:
         """Labels matching any pattern (default ``//...``), sorted. Each pattern must match."""

@@ -24,7 +24,7 @@ from orchestrator.keys.context import ContextEntry, EntryKind, context_entries, 
 from orchestrator.keys.digests import file_hasher
 from orchestrator.keys.inputs import Manifest, digest_manifest, inputs_manifest, rootfs_manifest
 
-KEY_SCHEMA = "1"
+KEY_SCHEMA = "2"  # 2: platforms normalized before hashing (step 9)
 DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
 
 

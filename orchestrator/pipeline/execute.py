@@ -22,7 +22,7 @@ from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.core.content import content_tag
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
-from orchestrator.engine.api import BuildRequest, Executor, ImageSummary
+from orchestrator.engine.api import BuildRequest, Executor, ImageSummary, Progress
 from orchestrator.keys.keys import KeyComputer
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.hermetic import is_hermetic, pins_of
@@ -37,9 +37,20 @@ from orchestrator.workspace.loading import LoadedWorkspace
 
 
 class Listener(scheduler.Listener[Node], Protocol):
-    """A display's callbacks: the scheduler's (node started, finished), and the plan before it runs."""
+    """A display's callbacks: the scheduler's (node started, finished), the plan before it runs, and
+    progress: a build's Dockerfile steps and the pushes to the registry cache. Unlike the scheduler's,
+    ``step`` and ``push_*`` are called from worker threads."""
 
     def planned(self, plan: Plan) -> None: ...
+
+    def step(self, node: Node, step: str) -> None:
+        """The node's build started ``step`` (``Step 3/7 : RUN apt-get ...``)."""
+
+    def push_started(self, node: Node) -> None:
+        """The node's image started uploading to the registry cache."""
+
+    def push_finished(self, node: Node, *, pushed: bool) -> None:
+        """The upload ended; ``pushed=False`` when it failed (the registry cache notes why)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,13 +180,17 @@ class Execution:
             request = self._image_request(planned, target)
         else:
             request = self._rootfs_request(planned, target, cancel)
-        result = self.executor.build(request, cancel)
+        result = self.executor.build(request, cancel, self._progress(node))
         # The image is what the key names (the executor checked the context sent, the key label and
         # the platform): only now does it get its content tag, and then its record.
         self.executor.tag(result.image_id, target.repository, content_tag(planned.key))
         self._record(planned, result.image_id, started, log=request.log_path, status=NodeStatus.BUILT)
         if self.remote is not None and self.remote.write and self._pushes is not None:
             self._pushes.submit(self._push, planned, result.image_id)
+
+    def _progress(self, node: Node) -> Progress | None:
+        listener = self.listener
+        return None if listener is None else lambda step: listener.step(node, step)
 
     def _image_request(self, planned: PlannedNode, target: ImageTarget) -> BuildRequest:
         node = planned.node
@@ -251,8 +266,14 @@ class Execution:
     def _push(self, planned: PlannedNode, image_id: str) -> None:
         """Share a node's image through the registry cache (a failure is a warning, not the node's)."""
         assert self.remote is not None
+        if self.remote.down is not None or self.remote.push_refused is not None:
+            return  # RemoteCache.push would not try: nothing to tell the listener
         repository = self.graph.targets[planned.node.label].repository
+        if self.listener is not None:
+            self.listener.push_started(planned.node)
         image = self.remote.push(self.executor, planned, repository, image_id)
+        if self.listener is not None:
+            self.listener.push_finished(planned.node, pushed=image is not None)
         if image is not None:
             with self._lock:
                 self.in_registry[planned.node] = image

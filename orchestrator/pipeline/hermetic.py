@@ -14,8 +14,11 @@ and pinned:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
+from orchestrator.core.imageref import ImageReference
 from orchestrator.core.model import ImageTarget, Node, Target, WorkspaceSettings
+from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import Executor
 from orchestrator.errors import OrchestratorError
 from orchestrator.graph.graph import TargetGraph
@@ -28,6 +31,10 @@ class HermeticError(OrchestratorError):
 
 class PinnedImageMissing(OrchestratorError):
     """images.lock pins an image the engine no longer has (exit 2)."""
+
+
+class BaseWrongPlatform(OrchestratorError):
+    """An unpinned external base the engine holds only for another platform (exit 2)."""
 
 
 def is_hermetic(target: Target, settings: WorkspaceSettings) -> bool:
@@ -85,3 +92,58 @@ def check_pinned_images(graph: TargetGraph, lock: Lock | None, nodes: Iterable[N
             f"{LOCK_FILE} pins {shown}, which the engine no longer has; import that image again, "
             f"or pin what the engine has now: orchestrator lock --update {refs}"
         )
+
+
+def check_base_platforms(
+    graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node], executor: Executor, root: Path
+) -> None:
+    """Every unpinned external base the nodes build on, when the engine has it, is for their platform.
+
+    Builds never pull (``pull=0``), and an engine holds one image per name: a base imported or
+    pulled for linux/amd64 cannot serve a linux/arm64 build. ``orchestrator lock`` says so when
+    pinning; this says it at planning, before anything is built. A base the engine lacks is left to
+    the build (a target may still produce it, or the error names it there).
+    """
+    problems: dict[tuple[str, str], tuple[str, list[Node]]] = {}
+    found: dict[str, str | None] = {}  # reference -> the engine's platform for it (None: not there)
+    for node in sorted(nodes):
+        for reference in graph.node_deps[node].externals:
+            if ImageReference.parse(reference).digest is not None:
+                continue  # the digest names one platform's image; the build says if it is wrong
+            if lock is not None and lock.pin(reference, node.platform) is not None:
+                continue  # a pin is for this platform (check_pinned_images checks it is still there)
+            if reference not in found:
+                info = executor.inspect(reference)
+                found[reference] = None if info is None else info.platform
+            have = found[reference]
+            if have is None or normalize(have) == normalize(node.platform):
+                continue
+            if normalize(have) in _from_platforms(graph, node, reference, root):
+                continue  # FROM --platform=<the engine's platform> <reference>: the build uses that one
+            problems.setdefault((reference, node.platform), (have, []))[1].append(node)
+    if problems:
+        shown = "; ".join(
+            f"{ref} for {platform} (used by {', '.join(str(n.label) for n in users)}): "
+            f"the engine's {ref} is for {have}, not {platform}"
+            for (ref, platform), (have, users) in sorted(problems.items())
+        )
+        raise BaseWrongPlatform(
+            f"cannot build on {shown}. The engine holds one image per name and builds never pull: "
+            "produce the base with a target of this workspace (rootfs_image() or image()) for every "
+            "platform, pull it for that platform under another name, or build only the platform the "
+            "engine has (--platform)"
+        )
+
+
+def _from_platforms(graph: TargetGraph, node: Node, reference: str, root: Path) -> set[str]:
+    """The platforms a ``FROM --platform=... <reference>`` of the node's Dockerfile names (rarely any).
+
+    Read again only for a base already found on the wrong platform: the graph keeps references only.
+    """
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
+
+    target = graph.targets[node.label]
+    if not isinstance(target, ImageTarget):
+        return set()
+    info = df.analyze_image(target, df.read(root / target.dockerfile, path=target.dockerfile), node.platform)
+    return {normalize(ref.platform) for ref in info.image_refs if ref.reference == reference and ref.platform}

@@ -29,12 +29,12 @@ from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.execute import Executed, Execution, Listener
-from orchestrator.pipeline.hermetic import check_hermetic, check_pinned_images
+from orchestrator.pipeline.hermetic import check_base_platforms, check_hermetic, check_pinned_images
 from orchestrator.pipeline.options import BuildOptions, Terminated
 from orchestrator.pipeline.plan import Known, Plan, make_plan, use_remote
 from orchestrator.pipeline.promote import promote, publish_selected
 from orchestrator.pipeline.summary import BuildSummary, NodeReport, all_reports, prefer_work_done
-from orchestrator.registry.cache import RemoteCache
+from orchestrator.registry.cache import Level, Notice, RemoteCache
 from orchestrator.registry.pins import check_locked
 from orchestrator.workspace.loading import LoadedWorkspace
 from orchestrator.workspace.provenance import workspace_labels
@@ -66,12 +66,13 @@ def run(
     engine: Callable[[], Engine],
     listener: Listener | None = None,
     remote: RemoteCache | None = None,
-    warn: Callable[[str], None] = lambda message: None,
+    warn: Callable[[Notice], None] = lambda notice: None,
 ) -> Result:
     """Build ``request.labels`` and everything they need (or, with ``dry_run``, only plan it).
 
     ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
-    the hashing); a dry run goes on without one when it raises.
+    the hashing); a dry run goes on without one when it raises. ``warn`` receives the plan's notices
+    (WARNING or ERROR), then the ERROR ones of the run (its warnings are in the summary).
     """
     pipeline = Pipeline(loaded, store, cache_dir, None, request.options, listener, remote)
     keys = pipeline.compute_keys(request.labels)
@@ -88,20 +89,25 @@ def run(
         connected.journal_builds(cache_dir)
         pipeline.executor = connected.executor
     plan = pipeline.plan(request.labels, keys, images=None if connected is None else connected.images)
-    for warning in plan_warnings(remote, plan):
-        warn(warning)
+    for notice in plan_warnings(remote, plan):
+        warn(notice)
     if request.dry_run:
         return Result(plan=plan, summary=None)
     assert connected is not None
     check_runnable(connected, {p.node.platform for p in plan.to_build} | request.commands_on)
-    return Result(plan=plan, summary=pipeline.run(plan))
+    shown = len(remote.notices) if remote is not None else 0
+    result = Result(plan=plan, summary=pipeline.run(plan))
+    for notice in remote.notices[shown:] if remote is not None else ():
+        if notice.level is Level.ERROR:  # a push refused: not a warning, so not in the summary's
+            warn(notice)
+    return result
 
 
-def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[str]:
-    """The registry's warnings so far (it was unreachable) and every poisoned content tag."""
-    warnings = list(remote.warnings) if remote is not None else []
-    warnings += [f"{p.node}: {p.reason}" for p in plan.nodes if p.poisoned]
-    return warnings
+def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[Notice]:
+    """The registry's notices so far (it was unreachable, or refused us) and every poisoned content tag."""
+    notices = remote.notices if remote is not None else []
+    notices += [Notice(message=f"{p.node}: {p.reason}") for p in plan.nodes if p.poisoned]
+    return notices
 
 
 def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
@@ -112,17 +118,33 @@ def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
 
 
 def remote_cache(
-    loaded: LoadedWorkspace, registry: str | None, *, write: bool = True, push: bool = False
+    loaded: LoadedWorkspace,
+    registry: str | None,
+    *,
+    write: bool = True,
+    push: bool = False,
+    required: bool | None = None,
 ) -> RemoteCache | None:
-    """The registry cache of ``--registry``, else WORKSPACE's ``registry=``; None without either."""
-    address = registry or loaded.workspace.settings.registry
+    """The registry cache of ``--registry``, else WORKSPACE's ``registry=``; None without either.
+
+    ``required`` (``--require-registry``; None: WORKSPACE's ``require_registry``) makes an unusable
+    registry fail the build.
+    """
+    settings = loaded.workspace.settings
+    address = registry or settings.registry
+    required = settings.require_registry if required is None else required
     if not address:
         if push:
             raise UsageError("--push needs a registry: set registry= in WORKSPACE or pass --registry")
+        if required:
+            raise UsageError(
+                "a registry cache is required (--require-registry or WORKSPACE's require_registry) but none is "
+                "set: set registry= in WORKSPACE or pass --registry"
+            )
         return None
     from orchestrator.registry.client import Registry
 
-    return RemoteCache(Registry(address), write=write)
+    return RemoteCache(Registry(address), write=write, required=required)
 
 
 class Pipeline:
@@ -204,7 +226,9 @@ class Pipeline:
             load = self.selected_nodes(labels) if self.options.load else ()
             plan = use_remote(plan, found, parents, load=load)
         if self.executor is not None:
-            check_pinned_images(self.graph, self.loaded.lock, [p.node for p in plan.to_build], self.executor)
+            to_build = [p.node for p in plan.to_build]
+            check_pinned_images(self.graph, self.loaded.lock, to_build, self.executor)
+            check_base_platforms(self.graph, self.loaded.lock, to_build, self.executor, self.loaded.root)
         return plan
 
     def _known(self, keys: list[NodeKey]) -> Known:

@@ -1,9 +1,17 @@
 """The registry as a cache shared between machines: look up, pull and push content tags.
 
 Each node's image is ``repository:key-<key>`` locally and ``<registry>/<repository>:key-<key>`` in
-the registry. A registry that cannot be reached is never a failure of the build: the first time it
-fails, a warning is noted, the registry is left alone for the rest of the run, and the build goes on
-locally. A pulled image is used only if it carries the node's key label and platform.
+the registry. Unless the registry is required, it is never a failure of the build: the first time
+it fails, a notice is noted, the registry is left alone for the rest of the run, and the build goes
+on locally. The notice is a WARNING when the registry is down (a laptop offline) and an ERROR when
+it refuses our credentials (401/403: in CI, a cache silently lost). A refused push is a WARNING
+(an ERROR when it was refused for want of rights), and no more pushes are tried after one is
+refused for want of rights.
+
+``required=True`` (``--require-registry``, WORKSPACE's ``require_registry``) turns an unusable
+registry into a failure: a lookup that fails raises ``RegistryRequired`` (exit 1) before anything
+is built, and ``check_required`` raises it after the run when a push failed or the registry went
+down. A pulled image is used only if it carries the node's key label and platform.
 
 Reading and writing are separate: ``write=False`` (``--no-remote-cache-write``, for pull requests)
 looks up and pulls but never pushes.
@@ -11,15 +19,42 @@ looks up and pulls but never pushes.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from orchestrator.core.content import content_tag, image_problem
 from orchestrator.core.model import Node
 from orchestrator.engine.api import Executor, ImageInfo, TransferFailed
-from orchestrator.errors import OrchestratorError
-from orchestrator.registry.client import RegistryError, RegistryUnavailable, RemoteImage
+from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
+from orchestrator.registry.client import RegistryAuthError, RegistryError, RegistryUnavailable, RemoteImage
+
+# How the engine words a push refused for want of rights (its stream errors carry no status code).
+_PUSH_DENIED = re.compile(
+    r"\b(?:unauthorized|denied|forbidden|authentication required|no basic auth credentials)\b", re.IGNORECASE
+)
+
+
+class Level(StrEnum):
+    WARNING = "WARNING"
+    ERROR = "ERROR"  # the build goes on, but something the user relies on is lost (the cache, in CI)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """Something the user should read, at a level: the CLI prints ``<LEVEL> <message>``."""
+
+    message: str
+    level: Level = Level.WARNING
+
+
+class RegistryRequired(OrchestratorError):
+    """The registry cache is required (``--require-registry``) and could not be used (exit 1)."""
+
+    exit_code = EXIT_BUILD_FAILED
 
 
 class Wanted(Protocol):
@@ -59,11 +94,14 @@ class PoisonedImage(TransferFailed):
 class RemoteCache:
     """One run's use of the registry cache; safe to share between the scheduler's threads."""
 
-    def __init__(self, registry: RegistryClient, *, write: bool = True) -> None:
+    def __init__(self, registry: RegistryClient, *, write: bool = True, required: bool = False) -> None:
         self.registry = registry
         self.write = write
+        self.required = required
         self.down: str | None = None  # why the registry is left alone for the rest of the run
-        self._warnings: list[str] = []
+        self.push_refused: str | None = None  # why no more pushes are tried (refused for want of rights)
+        self._push_failures: list[str] = []
+        self._notices: list[Notice] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -71,13 +109,27 @@ class RemoteCache:
         self.registry.close()
 
     @property
-    def warnings(self) -> list[str]:
+    def notices(self) -> list[Notice]:
+        """Every notice so far, in order."""
         with self._lock:
-            return list(self._warnings)
+            return list(self._notices)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The WARNING-level notices' messages (the ERROR ones are printed once, when they happen)."""
+        return [n.message for n in self.notices if n.level is Level.WARNING]
 
     def warn(self, message: str) -> None:
+        self._note(Notice(message=message))
+
+    def check_required(self) -> None:
+        """Raise RegistryRequired if the registry is required and could not be used during the run."""
+        if not self.required:
+            return
         with self._lock:
-            self._warnings.append(message)
+            problem = self.down or self.push_refused or (self._push_failures[0] if self._push_failures else None)
+        if problem is not None:
+            raise self._required_error(problem)
 
     def lookup(self, nodes: Iterable[Wanted], repositories: Mapping[Node, str]) -> dict[Node, RemoteImage | None]:
         """What the registry holds for each node's content tag ({} when it cannot be asked)."""
@@ -88,6 +140,8 @@ class RemoteCache:
             found = self.registry.lookup_many(sorted(wanted))
         except (RegistryUnavailable, RegistryError) as exc:
             self._went_down(exc)
+            if self.required:
+                raise self._required_error(str(exc)) from exc
             return {}
         return {node: found.get(wanted_key) for wanted_key, node in wanted.items()}
 
@@ -105,7 +159,7 @@ class RemoteCache:
 
     def push(self, executor: Executor, planned: Wanted, repository: str, image_id: str) -> RemoteImage | None:
         """Push the node's image under its content tag; None (and a warning) when that fails."""
-        if self.down is not None:
+        if self.down is not None or self.push_refused is not None:
             return None
         tag = content_tag(planned.key)
         reference = self.registry.reference(repository, tag)
@@ -118,17 +172,47 @@ class RemoteCache:
             self._went_down(exc)
             return None
         except OrchestratorError as exc:  # TransferFailed, RegistryError, the engine's errors
-            self.warn(f"could not push {reference}: {exc}")
+            self._push_failed(reference, exc)
             return None
         if image is None:
             self.warn(f"pushed {reference}, but the registry does not show it")
         return image
+
+    def _note(self, notice: Notice) -> None:
+        with self._lock:
+            self._notices.append(notice)
 
     def _went_down(self, exc: OrchestratorError) -> None:
         with self._lock:
             if self.down is not None:
                 return
             self.down = str(exc)
-            self._warnings.append(
-                f"registry cache {self.registry.address} unavailable, building locally: {exc}",
+            address = self.registry.address
+            if isinstance(exc, RegistryAuthError):
+                notice = Notice(
+                    message=f"registry cache {address} refused access: it is not used, building locally: {exc}",
+                    level=Level.ERROR,
+                )
+            else:
+                notice = Notice(message=f"registry cache {address} unavailable, building locally: {exc}")
+            self._notices.append(notice)
+
+    def _push_failed(self, reference: str, exc: OrchestratorError) -> None:
+        denied = isinstance(exc, RegistryAuthError) or _PUSH_DENIED.search(str(exc)) is not None
+        with self._lock:
+            self._push_failures.append(f"could not push {reference}: {exc}")
+            if not denied:
+                self._notices.append(Notice(message=f"could not push {reference}: {exc}"))
+                return
+            if self.push_refused is not None:
+                return  # said once; no more pushes are tried
+            self.push_refused = f"the registry cache {self.registry.address} refused the push of {reference}: {exc}"
+            self._notices.append(
+                Notice(message=f"{self.push_refused}; nothing more is pushed to it this run", level=Level.ERROR)
             )
+
+    def _required_error(self, problem: str) -> RegistryRequired:
+        return RegistryRequired(
+            f"the registry cache {self.registry.address} is required (--require-registry or WORKSPACE's "
+            f"require_registry) and cannot be used: {problem}"
+        )

@@ -8,32 +8,30 @@ themselves are pushed and pulled by the engine; this module only reads and write
 raises is translated here (``raise ... from exc``):
 
     refused, reset, DNS, timeout, HTTP 5xx, 429    -> RegistryUnavailable (exit 2)
-    any other refusal (401, 403, 400, 404 on PUT)  -> RegistryError (exit 2)
+    401, 403; credentials that cannot be had      -> RegistryAuthError (a RegistryError, exit 2)
+    any other refusal (400, 404 on PUT)            -> RegistryError (exit 2)
     404 on a manifest looked up                    -> None (not in the cache)
 
-Credentials come from the Docker client's config file (``auths[host].auth``); credential helpers
-(``credsStore``, ``credHelpers``) are not supported: run them yourself, or ``docker login`` into a
-file. Basic and Bearer (token) challenges are answered; tokens are cached per scope.
+Credentials come from the Docker client's config file, as ``docker`` finds them: credential
+helpers (``credHelpers``, ``credsStore``), then inline ``auths`` (see ``credentials.py``). Basic
+and Bearer (token) challenges are answered; tokens are cached per scope.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import os
 import re
 import threading
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestratorError, failure_reason
-from orchestrator.registry.defaults import default_registry_hosts, default_registry_name
+from orchestrator.registry.credentials import Credentials, CredentialsError, read_credentials
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -62,6 +60,10 @@ class RegistryError(OrchestratorError):
     """The registry answered and refused the request (exit 2)."""
 
 
+class RegistryAuthError(RegistryError):
+    """The registry refused our credentials or their rights (401, 403), or they could not be had (exit 2)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteImage:
     """A manifest in the registry; ``labels`` and ``platform`` are empty for an index."""
@@ -76,13 +78,17 @@ class RemoteImage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Credentials:
-    username: str
-    password: str
+class ManifestInfo:
+    """What clean-up (``orchestrator gc``) needs to know of one manifest: what it refers to, and its age."""
 
-    def header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
+    digest: str  # "sha256:..." of the manifest
+    media_type: str
+    size: int  # of the manifest, in bytes
+    children: tuple[str, ...] = ()  # the manifests an index lists
+    blobs: tuple[tuple[str, int], ...] = ()  # (digest, size) of an image's config and layers
+    subject: str | None = None  # the manifest an attestation or signature is about (OCI 1.1)
+    platform: str = ""  # of an image: "os/arch[/variant]"
+    created: str | None = None  # an image's config ``created`` (ISO 8601)
 
 
 class Registry:
@@ -103,7 +109,7 @@ class Registry:
         self._lock = threading.Lock()
         self._session: Any = None
         self._closed = False
-        self._credentials: _Credentials | None = None
+        self._credentials: Credentials | None = None
         self._credentials_read = False
         self._basic = False  # the registry asked for Basic: send it on every request
         self._tokens: dict[str, str] = {}  # bearer tokens, by scope ("" for none)
@@ -216,6 +222,88 @@ class Registry:
         body = index_document(images)
         return self._put_manifest(repository, tag, OCI_INDEX, body)
 
+    # --- clean-up (orchestrator gc) ------------------------------------------------------------
+
+    def tags(self, repository: str) -> tuple[str, ...]:
+        """Every tag of the local ``repository``'s remote, sorted; () when the registry has no such repository."""
+        remote = self.remote_repository(repository)
+        action = f"listing the tags of {remote}"
+        path: str | None = f"/v2/{remote}/tags/list?n=1000"
+        found: set[str] = set()
+        while path is not None:
+            with self._response("GET", path, scope=_pull(remote), action=action) as response:
+                if response.status_code == 404:
+                    return ()
+                self._check(response, action)
+                body = self._content(response, action)
+                following = str((response.links or {}).get("next", {}).get("url") or "")
+            listed = _json_object(body, f"{self.address}: the tags of {remote}").get("tags") or []
+            found.update(str(tag) for tag in listed if isinstance(tag, str))
+            # the next page, from the Link header: a path, or (some registries) a whole URL
+            if following and not following.startswith("/"):
+                following = "/" + following.split("://", 1)[-1].partition("/")[2]
+            path = following or None
+        return tuple(sorted(found))
+
+    def describe(self, repository: str, reference: str) -> ManifestInfo:
+        """The manifest ``reference`` (a tag or digest): what it refers to, and an image's platform and age."""
+        remote = self.remote_repository(repository)
+        media_type, body, digest = self.manifest_bytes(repository, reference)
+        manifest = _json_object(body, f"{self.address}: the manifest {remote}{_separator(reference)}{reference}")
+        subject = manifest.get("subject")
+        info = ManifestInfo(
+            digest=digest,
+            media_type=media_type,
+            size=len(body),
+            subject=str(subject["digest"]) if isinstance(subject, dict) and "digest" in subject else None,
+        )
+        if media_type in INDEX_TYPES:
+            entries = manifest.get("manifests") or []
+            children = tuple(str(e["digest"]) for e in entries if isinstance(e, dict) and "digest" in e)
+            return replace(info, children=children)
+        blobs = tuple(
+            (str(b["digest"]), int(b.get("size") or 0))
+            for b in [manifest.get("config"), *(manifest.get("layers") or [])]
+            if isinstance(b, dict) and "digest" in b
+        )
+        info = replace(info, blobs=blobs)
+        config_digest = _config_digest(media_type, manifest)
+        if config_digest is None:
+            return info
+        action = f"reading the image config {remote}@{config_digest}"
+        with self._response("GET", f"/v2/{remote}/blobs/{config_digest}", scope=_pull(remote), action=action) as r:
+            self._check(r, action)
+            config = _json_object(
+                self._content(r, action), f"{self.address}: the image config {remote}@{config_digest}"
+            )
+        parts = [str(config.get("os") or ""), str(config.get("architecture") or "")]
+        if config.get("variant"):
+            parts.append(str(config["variant"]))
+        created = config.get("created")
+        return replace(info, platform="/".join(parts), created=str(created) if created else None)
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete the manifest ``digest`` (and so every tag pointing at it); False when it was not there.
+
+        The registry must allow deletes (distribution: ``storage: delete: enabled: true``); its blobs
+        stay until the registry's own garbage collection (``registry garbage-collect``).
+        """
+        remote = self.remote_repository(repository)
+        if not _DIGEST.fullmatch(digest):
+            raise ValueError(f"not a digest: {digest!r}")
+        action = f"deleting the manifest {remote}@{digest}"
+        path = f"/v2/{remote}/manifests/{digest}"
+        with self._response("DELETE", path, scope=f"repository:{remote}:delete", action=action) as response:
+            if response.status_code == 404:
+                return False
+            if response.status_code == 405:
+                raise RegistryError(
+                    f"the registry at {self.address} does not allow deleting manifests ({action}); "
+                    "enable deletes in its configuration (distribution: storage: delete: enabled: true)"
+                )
+            self._check(response, action)
+        return True
+
     def close(self) -> None:
         with self._lock:
             session, self._session, self._closed = self._session, None, True
@@ -273,10 +361,12 @@ class Registry:
         detail = _error_detail(response)
         if status == 429 or status >= 500:
             raise RegistryUnavailable(f"the registry at {self.address} is unavailable ({action}): {detail}")
-        hint = ""
         if status in (401, 403):
-            hint = "; check the credentials for it in the Docker config file (docker login " + self.host + ")"
-        raise RegistryError(f"the registry at {self.address} refused {action}: {detail}{hint}")
+            raise RegistryAuthError(
+                f"the registry at {self.address} refused {action}: {detail}; check its credentials in the Docker "
+                f"config file (docker login {self.host}, or its credHelpers / credsStore helper)"
+            )
+        raise RegistryError(f"the registry at {self.address} refused {action}: {detail}")
 
     def _content(self, response: Any, action: str) -> bytes:
         import requests
@@ -382,7 +472,7 @@ class Registry:
         return False
 
     def _fetch_token(
-        self, params: Mapping[str, str], scope: str | None, credentials: _Credentials | None, action: str
+        self, params: Mapping[str, str], scope: str | None, credentials: Credentials | None, action: str
     ) -> str:
         """A bearer token from the challenge's realm, for its scope (else ``scope``)."""
         import requests
@@ -408,10 +498,13 @@ class Registry:
             raise RegistryError(f"the registry at {self.address}: {realm} answered without a token")
         return token
 
-    def _stored_credentials(self) -> _Credentials | None:
+    def _stored_credentials(self) -> Credentials | None:
         with self._lock:
             if not self._credentials_read:
-                self._credentials = read_credentials(self.host, self._auth_file)
+                try:
+                    self._credentials = read_credentials(self.host, self._auth_file)
+                except CredentialsError as exc:
+                    raise RegistryAuthError(f"no credentials for the registry at {self.address}: {exc}") from exc
                 self._credentials_read = True
             return self._credentials
 
@@ -480,61 +573,6 @@ def _platform(platform: str) -> dict[str, str]:
     if variant:
         described["variant"] = variant
     return described
-
-
-def read_credentials(host: str, auth_file: Path | None = None) -> _Credentials | None:
-    """The user and password for ``host`` in the Docker config file, if it holds them.
-
-    Only ``auths`` entries are read (``auth``, else ``username``/``password``); credential
-    helpers (``credsStore``, ``credHelpers``) are not run.
-    """
-    path = auth_file if auth_file is not None else default_auth_file()
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"cannot read the Docker config file {path}: {exc}") from exc
-    auths = config.get("auths") if isinstance(config, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    wanted = _auth_key(host)
-    for key, entry in auths.items():
-        if isinstance(entry, dict) and _auth_key(str(key)) == wanted:
-            found = _entry_credentials(entry)
-            if found is not None:
-                return found
-    return None
-
-
-def default_auth_file() -> Path:
-    """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
-    directory = os.environ.get("DOCKER_CONFIG")
-    return Path(directory) / "config.json" if directory else Path.home() / ".docker" / "config.json"
-
-
-def _auth_key(key: str) -> str:
-    """The host of an ``auths`` key, which may carry a scheme and a path (``https://host/v1/``)."""
-    text = key.strip().lower()
-    for scheme in ("http://", "https://"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-    host = text.partition("/")[0]
-    return default_registry_name() if host in default_registry_hosts() else host
-
-
-def _entry_credentials(entry: Mapping[str, Any]) -> _Credentials | None:
-    encoded = entry.get("auth")
-    if isinstance(encoded, str) and encoded:
-        try:
-            username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return _Credentials(username=username, password=password) if sep else None
-    user, secret = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(secret, str) and user:
-        return _Credentials(username=user, password=secret)
-    return None
 
 
 def _challenge_params(text: str) -> dict[str, str]:

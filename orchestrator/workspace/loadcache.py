@@ -22,7 +22,7 @@ from orchestrator.core.model import ImageTarget, ImageTestTarget, LoadedPackage,
 from orchestrator.core.platforms import host_platform
 from orchestrator.graph.graph import NodeDeps, ParentRef, TargetGraph
 
-SCHEMA = "3"
+SCHEMA = "4"  # 4: platforms normalized and checked when BUILD files load (step 9)
 
 
 def record_name(root: str) -> str:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.imageref import ImageReference
-from orchestrator.errors import Location, WorkspaceError
+from orchestrator.core.platforms import canonical
+from orchestrator.errors import Location, UsageError, WorkspaceError
 
 LOCK_FILE = "images.lock"
 LOCK_VERSION = 1
@@ -117,10 +118,19 @@ def _from_json(data: Any) -> Lock:
         raise ValueError(f'expected an object with "version": {LOCK_VERSION}')
     bases: dict[str, dict[str, Pin]] = {}
     for reference, platforms in data["bases"].items():
-        for platform, pin in platforms.items():
+        for written, pin in platforms.items():
             if pin["source"] not in SOURCES or not str(pin["digest"]).startswith("sha256:"):
-                raise ValueError(f"{reference} {platform}: bad pin {pin!r}")
-            bases.setdefault(reference, {})[platform] = Pin(digest=pin["digest"], source=pin["source"])
+                raise ValueError(f"{reference} {written}: bad pin {pin!r}")
+            try:
+                platform = canonical(written)  # keys look pins up by the normalized platform
+            except UsageError as error:
+                raise WorkspaceError(f"{reference}: {error.message}", location=Location(LOCK_FILE)) from None
+            made = Pin(digest=pin["digest"], source=pin["source"])
+            if bases.get(reference, {}).get(platform, made) != made:
+                raise WorkspaceError(
+                    f"{reference} is pinned twice for {platform}, to different digests", location=Location(LOCK_FILE)
+                )
+            bases.setdefault(reference, {})[platform] = made
     return Lock(bases)
 
 

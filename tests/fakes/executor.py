@@ -3,8 +3,9 @@
 ``FakeExecutor`` records every BuildRequest in the order received, "builds" an untagged image per
 request (its labels are the request's, so the key label is whatever the planner put there) after
 writing its context tar to nowhere with the request's ContextCheck, as the real executor does, fails the nodes
-it is told to, takes as long as it is told to (cancellably), and notes the most builds it saw at
-once. It is safe to call from the scheduler's worker threads.
+it is told to, takes as long as it is told to (cancellably), tells ``progress`` of its one step
+(``Step 1/1 : fake build``) before it waits, and notes the most builds it saw at once. It is safe
+to call from the scheduler's worker threads.
 
     fake = FakeExecutor(fail={"//app:web"}, durations={"//base:os": 0.2})
     fake.add_image("debian:bookworm", labels={})  # an image the engine already has
@@ -29,12 +30,15 @@ from orchestrator.engine.api import (
     Executor,
     ImageInfo,
     ImageSummary,
+    Progress,
+    StoredImage,
     TransferFailed,
 )
 from orchestrator.errors import OrchestratorError
 from tests.fakes.registry import FakeRegistry
 
 FailWhen = Collection[str] | Callable[[BuildRequest], bool]
+STEP = "Step 1/1 : fake build"  # the one step of every fake build
 
 
 @dataclass(slots=True)
@@ -45,6 +49,8 @@ class FakeImage:
     labels: Mapping[str, str]
     platform: str
     tags: set[str] = field(default_factory=set)
+    size: int = 0  # bytes, as docker images shows it
+    created: int = 0  # Unix time
 
     def info(self) -> ImageInfo:
         os_, arch, *variant = self.platform.split("/")
@@ -103,13 +109,15 @@ class FakeExecutor:
         if not self.daemon_up:
             raise DaemonUnavailable("cannot reach the Docker daemon at fake://: the fake daemon is down")
 
-    def build(self, request: BuildRequest, cancel: threading.Event) -> BuildResult:
+    def build(self, request: BuildRequest, cancel: threading.Event, progress: Progress | None = None) -> BuildResult:
         self.ping()
         with self._lock:
             self.requests.append(request)
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         try:
+            if progress is not None:
+                progress(STEP)
             return self._build(request, cancel)
         finally:
             with self._lock:
@@ -171,15 +179,41 @@ class FakeExecutor:
                 for ref, image_id in self._references.items()
             }
 
+    def stored_images(self) -> tuple[StoredImage, ...]:
+        with self._lock:
+            return tuple(
+                StoredImage(
+                    image_id=image.image_id,
+                    repo_tags=tuple(sorted(image.tags)),
+                    labels=types.MappingProxyType(dict(image.labels)),
+                    size=image.size,
+                    created=image.created,
+                )
+                for image in sorted(self.images.values(), key=lambda i: i.image_id)
+                if image.tags
+            )
+
+    def layers_size(self) -> int:
+        """The sizes of the images held, summed (the fake shares no layers)."""
+        with self._lock:
+            return sum(image.size for image in self.images.values())
+
     # --- helpers for tests -------------------------------------------------------------------
 
     def add_image(
-        self, reference: str, *, labels: Mapping[str, str] | None = None, platform: str = "linux/amd64"
+        self,
+        reference: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        platform: str = "linux/amd64",
+        size: int = 0,
+        created: int = 0,
     ) -> str:
         """Put an image the engine already has (a base, a cached build); returns its ID."""
         image_id = _image_id(reference, platform, labels or {})
         with self._lock:
-            image = self.images.setdefault(image_id, FakeImage(image_id, dict(labels or {}), platform))
+            new = FakeImage(image_id, dict(labels or {}), platform, size=size, created=created)
+            image = self.images.setdefault(image_id, new)
             self._point(reference, image)
         return image_id
 
@@ -226,7 +260,7 @@ class FakeExecutor:
         with self._lock:
             self.images.setdefault(image_id, FakeImage(image_id, dict(request.labels), request.platform))
             self._built.append(request.image)
-        self._log(request, ["Step 1/1 : fake build", f"Successfully built {image_id[7:19]}"])
+        self._log(request, [STEP, f"Successfully built {image_id[7:19]}"])
         return BuildResult(image_id=image_id, duration_s=duration)
 
     def _fails(self, request: BuildRequest) -> bool:

@@ -16,7 +16,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.registry.client import OCI_INDEX, RegistryUnavailable, RemoteImage, index_digest
+from orchestrator.registry.client import OCI_INDEX, ManifestInfo, RegistryUnavailable, RemoteImage, index_digest
 
 if TYPE_CHECKING:
     from orchestrator.registry.cache import RegistryClient
@@ -31,6 +31,9 @@ class FakeRegistry:
         self.manifests: dict[tuple[str, str], RemoteImage] = {}  # (repository, tag) -> image
         self.indexes: dict[tuple[str, str], tuple[RemoteImage, ...]] = {}
         self.closed = False  # close() was called (the fake goes on answering)
+        self.created: dict[str, str] = {}  # manifest digest -> its image's creation time (ISO 8601)
+        self.blobs: dict[str, tuple[tuple[str, int], ...]] = {}  # manifest digest -> (blob, size) it uses
+        self.deleted: list[tuple[str, str]] = []  # (repository, digest) of every manifest deleted
         self._lock = threading.Lock()
 
     # --- the RegistryClient protocol -----------------------------------------------------------
@@ -74,6 +77,47 @@ class FakeRegistry:
 
     def close(self) -> None:
         self.closed = True
+
+    # --- what gc uses (orchestrator/pipeline/gc.py: CleanableRegistry) ---------------------------
+
+    def tags(self, repository: str) -> tuple[str, ...]:
+        self._check_up()
+        with self._lock:
+            return tuple(sorted(tag for repo, tag in self.manifests if repo == repository))
+
+    def describe(self, repository: str, reference: str) -> ManifestInfo:
+        self._check_up()
+        with self._lock:
+            found = [
+                (tag, image)
+                for (repo, tag), image in sorted(self.manifests.items())
+                if repo == repository and reference in (tag, image.digest)
+            ]
+            if not found:
+                raise KeyError(f"{repository}:{reference} is not in the fake registry")
+            tag, image = found[0]
+            children = tuple(i.digest for i in self.indexes.get((repository, tag), ()))
+            return ManifestInfo(
+                digest=image.digest,
+                media_type=image.media_type,
+                size=image.size,
+                children=children,
+                blobs=self.blobs.get(image.digest, ()),
+                platform=image.platform,
+                created=self.created.get(image.digest),
+            )
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete by digest: every tag of ``repository`` pointing at ``digest`` goes, as in a real registry."""
+        self._check_up()
+        with self._lock:
+            doomed = [key for key, image in self.manifests.items() if key[0] == repository and image.digest == digest]
+            for key in doomed:
+                del self.manifests[key]
+                self.indexes.pop(key, None)
+            if doomed:
+                self.deleted.append((repository, digest))
+            return bool(doomed)
 
     # --- what the FakeExecutor and tests use ---------------------------------------------------
 
@@ -121,4 +165,7 @@ def _digest(*parts: str) -> str:
 
 
 if TYPE_CHECKING:
+    from orchestrator.pipeline.gc import CleanableRegistry
+
     _conforms: RegistryClient = FakeRegistry()
+    _cleanable: CleanableRegistry = FakeRegistry()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer.main
 
+from orchestrator.cli.global_options import is_after_command_option
 from orchestrator.cli.main import app
 from orchestrator.cli.reference import render
 
@@ -15,6 +16,8 @@ REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md
 def _all_options(command: object, path: str = "") -> list[tuple[str, str]]:
     found = []
     for param in getattr(command, "params", []):
+        if is_after_command_option(param):  # the global options, documented once, at the top
+            continue
         found += [(path, opt) for opt in param.opts if opt.startswith("-") and opt != "--help"]
     for name, sub in getattr(command, "commands", {}).items():
         found += _all_options(sub, f"{path} {name}".strip())

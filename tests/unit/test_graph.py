@@ -11,6 +11,7 @@ from orchestrator.core.model import ImageTarget, Node
 from orchestrator.errors import CycleError, NothingMatchedError, UnknownTargetError
 from orchestrator.graph import query
 from orchestrator.graph.graph import NodeDeps, ParentRef, TargetGraph
+from tests.workspaces import ScratchWorkspace
 
 PLATFORM = "linux/amd64"
 
@@ -106,3 +107,27 @@ def test_select_patterns() -> None:
         graph.select(["//p9/..."])
     with pytest.raises(UnknownTargetError, match="did you mean"):
         graph.select(["//p0:t30"])
+
+
+@pytest.mark.parametrize(("written", "meant"), [("p1:t1", "//p1:t1"), ("p0/...", "//p0/..."), ("p2:all", "//p2:all")])
+def test_a_label_written_without_slashes_suggests_the_label(written: str, meant: str) -> None:
+    graph = make_graph([], 3)
+    with pytest.raises(UnknownTargetError, match=rf"no target '{written}' .*\(did you mean {meant}\? labels start"):
+        graph.select([written])
+
+
+def test_an_image_reference_matching_no_label_gets_no_label_hint() -> None:
+    graph = make_graph([], 3)
+    with pytest.raises(UnknownTargetError) as caught:
+        graph.select(["p1:t9"])
+    assert "did you mean //" not in str(caught.value)
+
+
+def test_the_cli_suggests_the_label_for_package_colon_name(family: ScratchWorkspace) -> None:
+    result = family.run("query", "deps", "base:company-base")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "ERROR no target 'base:company-base' and no target produces the image base:company-base "
+        "(did you mean //base:company-base? labels start with //; text without it is an image reference)\n"
+    )
+    assert "Traceback" not in result.output

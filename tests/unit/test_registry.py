@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from docker.auth import INDEX_NAME, INDEX_URL
+from docker.auth import INDEX_NAME
 
 from orchestrator.registry.client import (
     DOCKER_MANIFEST,
@@ -33,7 +33,6 @@ from orchestrator.registry.client import (
     RemoteImage,
     index_document,
     parse_address,
-    read_credentials,
 )
 from tests.oci import CONFIG_TYPE, image, sha256
 from tests.registry_server import free_port
@@ -170,40 +169,6 @@ def write_auths(path: Path, auths: dict[str, Any]) -> Path:
 
 def encoded(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def test_read_credentials(tmp_path: Path) -> None:
-    path = write_auths(
-        tmp_path / "config.json",
-        {
-            "https://reg.example.com": {"auth": encoded("alice", "pa:ss")},
-            "http://127.0.0.1:5000/v2/": {"auth": encoded("bob", "secret")},
-            "plain.example.com": {"username": "carol", "password": "pw"},
-            INDEX_URL: {"auth": encoded("dave", "hub")},
-            "broken.example.com": {"auth": "!!!"},
-        },
-    )
-    found = read_credentials("reg.example.com", path)
-    assert found is not None and (found.username, found.password) == ("alice", "pa:ss")
-    found = read_credentials("127.0.0.1:5000", path)
-    assert found is not None and found.username == "bob"
-    found = read_credentials("plain.example.com", path)
-    assert found is not None and found.password == "pw"
-    found = read_credentials(INDEX_NAME, path)
-    assert found is not None and found.username == "dave"
-    assert read_credentials("broken.example.com", path) is None
-    assert read_credentials("other.example.com", path) is None
-    assert read_credentials("reg.example.com", tmp_path / "missing.json") is None
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(RegistryError, match=r"bad\.json"):
-        read_credentials("reg.example.com", tmp_path / "bad.json")
-
-
-def test_default_auth_file_follows_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_auths(tmp_path / "config.json", {"reg.example.com": {"auth": encoded("eve", "x")}})
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    found = read_credentials("reg.example.com")
-    assert found is not None and found.username == "eve"
 
 
 # --- a registry that is down -------------------------------------------------------------------

@@ -74,6 +74,15 @@ class InterruptAfterFirst:
     def started(self, node: Node) -> None:
         pass
 
+    def step(self, node: Node, step: str) -> None:
+        pass
+
+    def push_started(self, node: Node) -> None:
+        pass
+
+    def push_finished(self, node: Node, *, pushed: bool) -> None:
+        pass
+
     def finished(self, outcome: scheduler.Outcome[Node]) -> None:
         raise KeyboardInterrupt
 

@@ -37,6 +37,7 @@ from orchestrator.workspace.root import BUILD_FILES, workspace_file
 WORKSPACE_BUDGET = Budget(settable=False)  # WORKSPACE sets the budget of BUILD files; it gets the defaults
 _LOCATION_RE = re.compile(r"-->\s+(?P<path>.+?):(?P<line>\d+):(?P<col>\d+)")
 _ERROR_RE = re.compile(r"^error: (?P<msg>.*)$", re.MULTILINE)
+_SOURCE_LINE_RE = re.compile(r"^\s*\d+ \|", re.MULTILINE)  # the quoted line under a location
 
 
 @functools.cache
@@ -96,11 +97,11 @@ class _Session:
         self.pending = None
         try:
             parsed = sl.parse(display_path, text, self.dialect)
-            sl.eval(module, parsed, self.globals, sl.FileLoader(self.load_star))
+            sl.eval(module, parsed, self.globals, sl.FileLoader(self.guard(self.load_star)))
         except sl.StarlarkError as exc:
             if self.exhausted:  # in a loaded file or a rule function: Starlark made it text on the way
                 raise MemoryError(display_path) from None
-            raise self.translate(exc, display_path) from None
+            raise self.translate(exc, display_path, text) from None
         except BaseException as exc:
             # starlark's heap panics when an allocation fails (pyo3's PanicException, no public class)
             if type(exc).__name__ == "PanicException" and "out of memory" in str(exc):
@@ -108,15 +109,19 @@ class _Session:
                 raise MemoryError(display_path) from None
             raise
 
-    def translate(self, exc: sl.StarlarkError, display_path: str) -> OrchestratorError:
+    def translate(self, exc: sl.StarlarkError, display_path: str, source: str) -> OrchestratorError:
         """The pending rule error (or Starlark's own) located at the innermost frame."""
         text = str(exc)
-        locations = _LOCATION_RE.findall(text)
-        if locations:
-            path, line, col = locations[-1]
-            location = Location(path, int(line), int(col))
-        else:
+        locations = list(_LOCATION_RE.finditer(text))
+        if not locations:
             location = Location(display_path)
+        elif locations[-1]["path"] == display_path and not _SOURCE_LINE_RE.search(text, locations[-1].end()):
+            # Starlark cannot place a span past the last line (an unclosed bracket before the final
+            # newline) and says 1:1, quoting nothing: the error is at the end of the text.
+            location = _end_of(display_path, source)
+        else:
+            last = locations[-1]
+            location = Location(last["path"], int(last["line"]), int(last["col"]))
         pending, self.pending = self.pending, None
         if pending is not None:
             if pending.location is None:
@@ -166,6 +171,12 @@ class _Session:
                 seen.add(item)
                 todo.extend(self.module_loads.get(item, ()))
         return tuple(sorted(seen))
+
+
+def _end_of(display_path: str, source: str) -> Location:
+    """Just after the last character of ``source`` that is not white space."""
+    lines = source.rstrip().splitlines() or [""]
+    return Location(display_path, len(lines), len(lines[-1]) + 1)
 
 
 def _read(path: Path, display: str) -> str:

@@ -18,7 +18,8 @@ from orchestrator.core.imageref import repository_problem, valid_repository, val
 from orchestrator.core.label import Label, valid_name
 from orchestrator.core.model import ImageTarget, ImageTestTarget, Pairs, RootfsTarget, Target
 from orchestrator.core.paths import check_inside
-from orchestrator.errors import BuildFileError, WorkspaceError, did_you_mean
+from orchestrator.core.platforms import canonical_all
+from orchestrator.errors import BuildFileError, UsageError, WorkspaceError, did_you_mean
 from orchestrator.workspace.buildfile.globbing import glob
 
 # Attribute kinds: how a value is checked and normalised.
@@ -153,16 +154,14 @@ def _workspace_path(ctx: PackageContext, value: str, *, what: str, must_exist: s
     return joined[len(root) + 1 :].replace(os.sep, "/")
 
 
-def _platforms(value: list[str] | None, rule: str, name: str) -> tuple[str, ...] | None:
+def platforms_attr(value: list[str] | None, caller: str) -> tuple[str, ...] | None:
+    """``platforms`` normalized (``amd64`` is ``linux/amd64``), duplicates merged, each one checked."""
     if value is None:
         return None
-    for platform in value:
-        parts = platform.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise BuildFileError(
-                f"{rule}(name={name!r}): platform {platform!r} is not os/arch[/variant], e.g. linux/amd64"
-            )
-    return tuple(dict.fromkeys(value))
+    try:
+        return canonical_all(value)
+    except UsageError as error:
+        raise BuildFileError(f"{caller}: attribute 'platforms': {error.message}") from None
 
 
 def _record(ctx: PackageContext, target: Target | ImageTestTarget) -> None:
@@ -238,7 +237,7 @@ def image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             tags=_tags(kwargs, "image"),
             build_args=_pairs(kwargs.get("build_args")),
             target=kwargs.get("target"),
-            platforms=_platforms(kwargs.get("platforms"), "image", name),
+            platforms=platforms_attr(kwargs.get("platforms"), f"image(name={name!r})"),
             labels=_pairs(kwargs.get("labels")),
             base=None if base is None else tuple(Label.parse(b, current_package=ctx.package) for b in base),
             hermetic=kwargs.get("hermetic"),
@@ -274,7 +273,7 @@ def image_test(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             label=Label(ctx.package, name),
             image=image,
             spec=spec,
-            platforms=_platforms(kwargs.get("platforms"), "image_test", name),
+            platforms=platforms_attr(kwargs.get("platforms"), f"image_test(name={name!r})"),
             build_file=ctx.build_file,
         ),
     )
@@ -297,7 +296,7 @@ def rootfs_image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             ),
             repository=_repository(kwargs, "rootfs_image"),
             tags=_tags(kwargs, "rootfs_image"),
-            platforms=_platforms(kwargs.get("platforms"), "rootfs_image", name),
+            platforms=platforms_attr(kwargs.get("platforms"), f"rootfs_image(name={name!r})"),
             labels=_pairs(kwargs.get("labels")),
             build_file=ctx.build_file,
         ),

@@ -6,12 +6,20 @@ from typing import Any
 
 from orchestrator.core.model import WorkspaceSettings
 from orchestrator.errors import BuildFileError
-from orchestrator.workspace.buildfile.rules import OPT_BOOL, OPT_NUMBER, OPT_STR, OPT_STR_LIST, check_attrs
+from orchestrator.workspace.buildfile.rules import (
+    OPT_BOOL,
+    OPT_NUMBER,
+    OPT_STR,
+    OPT_STR_LIST,
+    check_attrs,
+    platforms_attr,
+)
 
 WORKSPACE_ATTRS = {
     "name": OPT_STR,
     "platforms": OPT_STR_LIST,
     "registry": OPT_STR,
+    "require_registry": OPT_BOOL,
     "hermetic": OPT_BOOL,
     "cache_dir": OPT_STR,
     "key_digest": OPT_STR,
@@ -32,8 +40,9 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
         eval_memory_mb=int(_positive(kwargs, "eval_memory_mb", 2048)),
         engine_timeout_s=_positive(kwargs, "engine_timeout", 120.0),
         name=kwargs.get("name") or "",
-        platforms=tuple(kwargs.get("platforms") or ()),
+        platforms=platforms_attr(kwargs.get("platforms"), "workspace()") or (),
         registry=kwargs.get("registry"),
+        require_registry=bool(kwargs.get("require_registry")),
         hermetic=bool(kwargs.get("hermetic")),
         cache_dir=kwargs.get("cache_dir"),
         key_digest=key_digest,
