@@ -11,6 +11,7 @@ The modules, in the order a plan uses them:
 - ``mapping``: the mapping file (``images.toml``);
 - ``naming``: valid repositories and tags, target names and repositories made from paths;
 - ``assign``: each Dockerfile's name, repository and tags (mapping, else LABELs, else the path);
+- ``inference``: the Dockerfile a reference names through the tree (``repo:a-b`` -> ``repo/.../a/b/``);
 - ``references``: tags other Dockerfiles ask for, references produced twice, near-miss hints;
 - ``render``: the text of BUILD and WORKSPACE files, and the header that marks them generated;
 - ``writing``: what happens to each file (``--force``), writing, and rollback;
@@ -20,9 +21,9 @@ The modules, in the order a plan uses them:
 
 from orchestrator.adopt.planned import FileAction, InitPlan, PlannedFile, PlannedImage
 from orchestrator.adopt.planning import plan
-from orchestrator.adopt.problems import InitProblems, Problem
+from orchestrator.adopt.problems import InitProblems, OutOfDateBuildFiles, Problem
 from orchestrator.adopt.render import GENERATED_MARK
 from orchestrator.adopt.writing import apply
 
 __all__ = ["GENERATED_MARK", "FileAction", "InitPlan", "InitProblems", "PlannedFile", "PlannedImage", "Problem"]
-__all__ += ["apply", "plan"]
+__all__ += ["OutOfDateBuildFiles", "apply", "plan"]

@@ -2,7 +2,8 @@
 loader will, before anything is written.
 
 The steps: scan the tree, read the mapping, read each Dockerfile, give each one a target name,
-repository and tags, add the tags other Dockerfiles ask for, then make the targets with the rule the
+repository and tags, infer the repositories of Dockerfiles that unmapped references name (``inference``),
+add the tags other Dockerfiles ask for, then make the targets with the rule the
 loader calls (:func:`orchestrator.workspace.buildfile.rules.image`) and put them through
 :func:`orchestrator.graph.graph.build_graph`. Every problem found on the way is collected and raised at
 once as :class:`InitProblems`.
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.adopt.assign import assign_names, choose_repositories
+from orchestrator.adopt.inference import infer_repositories
 from orchestrator.adopt.mapping import MAPPING_FILE, read_mapping
 from orchestrator.adopt.naming import target_name
 from orchestrator.adopt.planned import InitPlan, PlannedImage
@@ -59,6 +61,7 @@ def plan(root: Path, *, mapping: Path | None = None, force: bool = False) -> Ini
     mapping_name = shown_path(root, mapping) if mapping is not None else MAPPING_FILE
     choose_repositories(candidates, mapping_name, problems, notes)
     existing = _load(root, [p for p in find_packages(root) if p not in scan.dockerfiles], problems)
+    infer_repositories(candidates, existing, mapping_name, problems)
     add_asked_tags(root, candidates, existing, settings, problems)
     check_unique(candidates, existing, problems)
     notes += near_misses(candidates, existing)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import CycleError, OrchestratorError
+from orchestrator.errors import EXIT_BUILD_FAILED, CycleError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.adopt.planned import PlannedImage
@@ -36,6 +36,21 @@ class InitProblems(OrchestratorError):
         count = len(self.problems)
         lines = "\n".join(map(str, self.problems))
         super().__init__(f"nothing was written: {count} problem{'s' * (count != 1)}\n{lines}")
+
+
+class OutOfDateBuildFiles(OrchestratorError):
+    """BUILD files init generated earlier differ from what it would write now; nothing was written (exit 1)."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = tuple(sorted(paths))
+        count = len(self.paths)
+        super().__init__(
+            f"nothing was written: {count} BUILD file{'s' * (count != 1)} generated earlier "
+            f"{'differs' if count == 1 else 'differ'} from what init makes now (edited, or the tree changed): "
+            f"{', '.join(self.paths)}; --force rewrites them"
+        )
 
 
 def problem_from(error: OrchestratorError) -> Problem:

@@ -1,6 +1,6 @@
 """Writing a plan: what happens to each file (``--force`` rewrites only files init generated), then
-:func:`apply` writes them, loads the workspace with the normal loader and, should anything fail,
-puts every file back as it was."""
+:func:`apply` writes them (nothing at all while a generated file differs and ``--force`` is not given),
+loads the workspace with the normal loader and, should anything fail, puts every file back as it was."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from orchestrator.adopt.naming import target_name
 from orchestrator.adopt.planned import FileAction, InitPlan, PlannedFile, PlannedImage
-from orchestrator.adopt.problems import InitProblems, graph_problems
+from orchestrator.adopt.problems import InitProblems, OutOfDateBuildFiles, graph_problems
 from orchestrator.adopt.render import render_build, render_workspace
 from orchestrator.adopt.scan import Scan
 from orchestrator.errors import OrchestratorError
@@ -47,7 +47,14 @@ def planned_files(
 
 
 def apply(init_plan: InitPlan) -> LoadedWorkspace:
-    """Write the planned files, then load the workspace; on any failure put every file back."""
+    """Write the planned files, then load the workspace; on any failure put every file back.
+
+    Raises :class:`OutOfDateBuildFiles`, writing nothing, when a BUILD file init generated earlier
+    differs from the plan and ``--force`` was not given.
+    """
+    kept = [f.path for f in init_plan.files if f.action is FileAction.KEEP]
+    if kept:
+        raise OutOfDateBuildFiles(kept)
     written: list[tuple[Path, str | None]] = []  # (path, its text before, None: it did not exist)
     try:
         for planned in init_plan.to_write:

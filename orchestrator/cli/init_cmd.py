@@ -39,9 +39,13 @@ def init(
     One image() per Dockerfile (Dockerfile, Dockerfile.<suffix>, <name>.Dockerfile). Repository and
     tags come from the mapping file, else the LABELs org.orchestrator.repository or
     org.opencontainers.image.title and org.opencontainers.image.version, else the directory path;
-    tags that other Dockerfiles ask for (FROM repo:tag) are added. Directories with a hand-written
-    BUILD file are left alone. Nothing is written unless the whole tree maps: otherwise every
-    problem is printed as path: reason (exit 2).
+    tags that other Dockerfiles ask for (FROM repo:tag) are added. A FROM repo:tag that none of
+    these maps, where repo names a directory holding Dockerfiles, is inferred: it names the one
+    Dockerfile under repo/ whose path holds each dash-separated part of the tag (bookworm-curl:
+    repo/bookworm/curl/; latest: repo/ itself). Directories with a hand-written BUILD file are left
+    alone. Nothing is written unless the whole tree maps: otherwise every problem is printed as
+    path: reason, with the images.toml entry that would fix it (exit 2). Nothing is written either
+    when a BUILD file init generated earlier differs from what it makes now (exit 1; --force).
     """
     root = (dir or Path.cwd()).resolve()
     from orchestrator import adopt as adoption  # here: every other command would pay for importing it

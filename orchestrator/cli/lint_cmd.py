@@ -37,14 +37,19 @@ def lint(
     """Lint the Dockerfiles of the selected targets: hadolint's rules and the family checks.
 
     ORC001 floating external base, ORC002 root final stage, ORC003 missing OCI labels, ORC004 large
-    context without .dockerignore, ORC900 unused lint_ignore entry. Silence a rule for a target with
+    context without .dockerignore, ORC005 external base neither pinned, nor in the engine, nor in
+    the registry it names (info when that registry cannot be reached), ORC900 unused lint_ignore
+    entry. Silence a rule for a target with
     image(..., lint_ignore = {"RULE": "reason"}). Exit 1 when a finding at --fail-on or above is left.
     """
     loaded = load_workspace(ctx)
+    from orchestrator.cli import engine as cli_engine
     from orchestrator.lint.report import lint as run_lint  # here: other commands need not import it
     from orchestrator.lint.report import to_json, to_text
 
-    report = run_lint(loaded.root, loaded.graph, loaded.graph.select(patterns or []))
+    labels = loaded.graph.select(patterns or [])
+    with cli_engine.base_resolver() as resolver:
+        report = run_lint(loaded.root, loaded.graph, labels, lock=loaded.lock, bases=resolver)
     if output is LintOutput.json:
         emit_json(to_json(report))
     else:

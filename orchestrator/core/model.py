@@ -90,6 +90,9 @@ class WorkspaceSettings:
     eval_timeout_s: float = 60.0  # per BUILD / .star evaluation
     eval_memory_mb: int = 2048  # per BUILD / .star evaluation
     engine_timeout_s: float = 120.0  # how long an engine may not answer a ping during a build
+    # fnmatch patterns over "repository:tag": references that stay external bases although a target
+    # produces other tags of their repository
+    external_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)

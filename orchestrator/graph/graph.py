@@ -3,12 +3,15 @@
 Edges come from each Dockerfile (FROM, COPY --from, RUN --mount from=) after ARG substitution,
 for the stages the built stage needs. A reference to an image some target produces is an edge to
 that target for the same platform (or the FROM's ``--platform``); anything else is an external base.
+A reference to another tag of a repository some target produces is an error (a typo, most often),
+unless ``workspace(external_images = [...])`` matches it (fnmatch over ``repository:tag``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from orchestrator.cache.witness import Witness
@@ -171,6 +174,7 @@ def build_graph(
             raise GraphError(f"duplicate target {target.label}")
         by_label[target.label] = target
     owners = image_owners(by_label.values())
+    _check_external_images(settings.external_images, owners)
     repo_tags: dict[str, list[str]] = {}
     for reference in owners:
         repo, _, tag = reference.rpartition(":")
@@ -188,7 +192,9 @@ def build_graph(
                 texts[target.dockerfile] = _read_dockerfile(root, target.dockerfile)
                 if witness is not None:
                     witness.saw(target.dockerfile)
-            deps[node] = _image_deps(node, target, texts[target.dockerfile], owners, repo_tags, platforms)
+            deps[node] = _image_deps(
+                node, target, texts[target.dockerfile], owners, repo_tags, platforms, settings.external_images
+            )
         if isinstance(target, ImageTarget) and target.base is not None:
             _check_base(target, deps[Node(label, platforms[label][0])])
     return TargetGraph(by_label, deps, owners)
@@ -207,6 +213,7 @@ def _image_deps(
     owners: Mapping[str, Label],
     repo_tags: Mapping[str, list[str]],
     platforms: Mapping[Label, tuple[str, ...]],
+    external_images: Sequence[str] = (),
 ) -> NodeDeps:
     import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
 
@@ -234,16 +241,31 @@ def _image_deps(
                     node=Node(parent_label, parent_platform),
                 )
             )
-        elif parsed.digest is None and parsed.repository in repo_tags:
+        elif (
+            parsed.digest is None
+            and parsed.repository in repo_tags
+            and not any(fnmatchcase(owner_key, pattern) for pattern in external_images)
+        ):
             tags = ", ".join(sorted(repo_tags[parsed.repository]))
             raise GraphError(
                 f"{ref.reference} names the repository {parsed.repository} built by this workspace, "
-                f"but no target produces the tag {parsed.tag!r}; tags that exist: {tags}",
+                f"but no target produces the tag {parsed.tag!r}; tags that exist: {tags} (if {owner_key} is "
+                f"an external image, list it in workspace(external_images = [...]) in WORKSPACE)",
                 location=Location(target.dockerfile, ref.line),
             )
         else:
             externals.add(ref.reference)
     return NodeDeps(parents=tuple(parents), externals=tuple(sorted(externals)))
+
+
+def _check_external_images(patterns: Sequence[str], owners: Mapping[str, Label]) -> None:
+    """A pattern without wildcards must not name an image a target produces (it would stay internal)."""
+    for pattern in patterns:
+        if pattern in owners:
+            raise GraphError(
+                f"workspace(external_images) lists {pattern}, but {owners[pattern]} produces it; "
+                "an image a target produces is never external: remove it from external_images"
+            )
 
 
 def _check_base(target: ImageTarget, deps: NodeDeps) -> None:

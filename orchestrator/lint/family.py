@@ -16,6 +16,11 @@ Rules (IDs are stable; silence one per target with ``lint_ignore = {"ORC002": "w
 - ``ORC004`` warning: a target without ``srcs`` whose context has no ignore file and more than
   100 files or 10 MB; every file is then sent to the builder and hashed. Found with lstat only,
   stopping as soon as a limit is passed.
+- ``ORC005`` warning: an external base that images.lock does not pin, the engine does not hold
+  (for any platform) and the registry its reference names answered it does not have: a typo
+  (``debian:bookwrom``), or a base to pull first, since builds never pull unpinned bases. When
+  that registry cannot be reached (or no engine answers), an ``info`` finding says it could not
+  be checked. Checked only when lint is given a resolver (the CLI always gives one).
 
 The Dockerfile is read with :mod:`orchestrator.dockerfile`, the parser the graph uses.
 """
@@ -34,11 +39,14 @@ from orchestrator.core.model import ImageTarget, Node
 from orchestrator.graph.graph import TargetGraph
 from orchestrator.keys.context import dockerignore_path
 from orchestrator.lint import Finding, Level
+from orchestrator.registry.pins import Presence, Resolver
+from orchestrator.workspace.lockfile import LOCK_FILE, Lock
 
 FLOATING_BASE = "ORC001"
 ROOT_USER = "ORC002"
 OCI_LABELS = "ORC003"
 NO_DOCKERIGNORE = "ORC004"
+UNKNOWN_BASE = "ORC005"
 UNUSED_IGNORE = "ORC900"
 
 RULES: dict[str, tuple[Level, str]] = {
@@ -46,6 +54,7 @@ RULES: dict[str, tuple[Level, str]] = {
     ROOT_USER: (Level.warning, "the built image runs as root"),
     OCI_LABELS: (Level.warning, "missing OCI labels"),
     NO_DOCKERIGNORE: (Level.warning, "large build context without .dockerignore"),
+    UNKNOWN_BASE: (Level.warning, "external base found nowhere (info: could not be checked)"),
     UNUSED_IGNORE: (Level.info, "unused lint_ignore entry"),
 }
 
@@ -79,11 +88,18 @@ class _User:
 
 
 class FamilyChecks:
-    """ORC001-ORC004 for the targets of one graph; Dockerfiles are read and analysed once."""
+    """ORC001-ORC005 for the targets of one graph; Dockerfiles are read and analysed once.
 
-    def __init__(self, root: Path, graph: TargetGraph) -> None:
+    ORC005 needs ``bases`` (the engine and registries to look in); without it, it is not checked.
+    """
+
+    def __init__(
+        self, root: Path, graph: TargetGraph, *, lock: Lock | None = None, bases: Resolver | None = None
+    ) -> None:
         self.root = root
         self.graph = graph
+        self.lock = lock
+        self.bases = bases
         self._texts: dict[str, str] = {}
         self._parsed: dict[Node, _Parsed] = {}
         self._users: dict[Node, _User] = {}
@@ -93,7 +109,12 @@ class FamilyChecks:
         target = self._image(label)
         found: dict[tuple[str, int | None, str], Finding] = {}
         for node in self.graph.nodes_of(label):
-            for finding in (*self._floating_bases(node, target), *self._root_user(node, target), *self._labels(node)):
+            for finding in (
+                *self._floating_bases(node, target),
+                *self._root_user(node, target),
+                *self._labels(node),
+                *self._unknown_bases(node, target),
+            ):
                 found.setdefault((finding.rule, finding.line, finding.message), finding)
         if (large := self._large_context(target)) is not None:
             found[(large.rule, None, large.message)] = large
@@ -216,6 +237,30 @@ class FamilyChecks:
         )
         return self._finding(NO_DOCKERIGNORE, target, None, message)
 
+    # --- ORC005 -----------------------------------------------------------------------------------
+
+    def _unknown_bases(self, node: Node, target: ImageTarget) -> Iterable[Finding]:
+        if self.bases is None:
+            return
+        externals = set(self.graph.node_deps[node].externals)
+        for ref in self._parse(node).info.image_refs:
+            if ref.reference not in externals:
+                continue
+            if self.lock is not None and self.lock.pin(ref.reference, node.platform) is not None:
+                continue
+            check = self.bases.exists(ref.reference)
+            shown = f"{_KINDS.get(ref.kind, ref.kind)} {ref.reference}"
+            if check.presence is Presence.missing:
+                message = (
+                    f"external base {shown} is not pinned in {LOCK_FILE} and is nowhere to be found: {check.why}; "
+                    "a typo? Builds never pull unpinned bases: fix the name, pull or import it, or pin it "
+                    "(orchestrator lock)"
+                )
+                yield self._finding(UNKNOWN_BASE, target, ref.line, message)
+            elif check.presence is Presence.unknown:
+                message = f"could not check the external base {shown}: {check.why}"
+                yield self._finding(UNKNOWN_BASE, target, ref.line, message, level=Level.info)
+
     # --- Helpers ----------------------------------------------------------------------------------
 
     def _image(self, label: Label) -> ImageTarget:
@@ -228,10 +273,12 @@ class FamilyChecks:
         parsed = ImageReference.parse(reference)
         return parsed.digest is None and f"{parsed.repository}:{parsed.tag}" in self.graph.owners
 
-    def _finding(self, rule: str, target: ImageTarget, line: int | None, message: str) -> Finding:
+    def _finding(
+        self, rule: str, target: ImageTarget, line: int | None, message: str, *, level: Level | None = None
+    ) -> Finding:
         return Finding(
             rule=rule,
-            level=RULES[rule][0],
+            level=level or RULES[rule][0],
             path=target.dockerfile,
             line=line,
             column=None if line is None else 1,

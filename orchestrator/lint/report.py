@@ -25,6 +25,8 @@ from orchestrator.graph.graph import TargetGraph
 from orchestrator.lint import Finding, Level
 from orchestrator.lint.family import RULES, TAG_RULES, UNUSED_IGNORE, FamilyChecks
 from orchestrator.lint.hadolint import lint_dockerfiles
+from orchestrator.registry.pins import Resolver
+from orchestrator.workspace.lockfile import Lock
 
 JSON_VERSION = 1
 
@@ -55,10 +57,22 @@ class LintReport:
         return any(finding.level.rank >= threshold.rank for finding in self.findings)
 
 
-def lint(root: Path, graph: TargetGraph, labels: Iterable[Label], *, jobs: int | None = None) -> LintReport:
-    """hadolint and the family checks on the image targets among ``labels``."""
+def lint(
+    root: Path,
+    graph: TargetGraph,
+    labels: Iterable[Label],
+    *,
+    jobs: int | None = None,
+    lock: Lock | None = None,
+    bases: Resolver | None = None,
+) -> LintReport:
+    """hadolint and the family checks on the image targets among ``labels``.
+
+    ``bases``: where ORC005 looks for external bases images.lock (``lock``) does not pin; without
+    it, ORC005 is not checked.
+    """
     targets = [t for label in sorted(set(labels)) if isinstance(t := graph.targets[label], ImageTarget)]
-    family = FamilyChecks(root, graph)
+    family = FamilyChecks(root, graph, lock=lock, bases=bases)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lint") as pool:
         # hadolint (subprocesses, in parallel) runs while the family checks walk the graph here.
         hadolint = pool.submit(lint_dockerfiles, root, [t.dockerfile for t in targets], jobs=jobs)

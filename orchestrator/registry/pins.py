@@ -10,10 +10,14 @@ A reference is resolved for one platform, in this order:
 
 An unqualified reference (``alpine:3.19``) lives in Docker's default registry, which the
 orchestrator does not ask: pull it first (then the engine has it) or name a registry.
+
+``Resolver.exists`` answers a weaker question for ``lint`` (ORC005): is an unpinned base anywhere
+a build could use it from, the engine (any platform), or the registry its reference names?
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +47,18 @@ def bases_in_use(graph: TargetGraph, nodes: Iterable[Node] | None = None) -> dic
     return used
 
 
+class Presence(enum.Enum):
+    found = "found"
+    missing = "missing"  # neither the engine nor a registry that answered has it
+    unknown = "unknown"  # the registry it names could not be asked (or no engine to ask)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseCheck:
+    presence: Presence
+    why: str  # where it was looked for, for messages ("" when found)
+
+
 class Resolver:
     """Resolves references to pins through registries (one client per host) and the local engine."""
 
@@ -50,14 +66,44 @@ class Resolver:
         self.executor = executor
         self.registry_factory = registry_factory
         self._registries: dict[str, Registry] = {}
+        self._checked: dict[str, BaseCheck] = {}
+
+    def exists(self, reference: str) -> BaseCheck:
+        """Whether the engine (for any platform) or the registry ``reference`` names has it; asked once."""
+        if reference not in self._checked:
+            self._checked[reference] = self._exists(reference)
+        return self._checked[reference]
+
+    def _exists(self, reference: str) -> BaseCheck:
+        parsed = ImageReference.parse(reference)
+        if parsed.digest is not None:
+            return BaseCheck(presence=Presence.found, why="")
+        if self.executor is not None and self.executor.inspect(reference) is not None:
+            return BaseCheck(presence=Presence.found, why="")
+        engine = "the engine does not have it" if self.executor is not None else "no Docker engine to ask"
+        host = _registry_host(parsed)
+        if host is None:
+            if self.executor is None:
+                return BaseCheck(presence=Presence.unknown, why=engine)
+            why = f"{engine} (Docker's default registry is not asked: pull it, or name a registry)"
+            return BaseCheck(presence=Presence.missing, why=why)
+        registry = self._registries.setdefault(host, self.registry_factory(host))
+        path = parsed.repository.partition("/")[2]
+        try:
+            image = registry.lookup(path, parsed.tag or "latest")
+        except (RegistryUnavailable, RegistryError) as exc:
+            return BaseCheck(presence=Presence.unknown, why=f"{engine}, and {exc}")
+        if image is not None:
+            return BaseCheck(presence=Presence.found, why="")
+        return BaseCheck(presence=Presence.missing, why=f"{engine}, and the registry {host} has no {path}:{parsed.tag}")
 
     def resolve(self, reference: str, platform: str) -> Pin:
         parsed = ImageReference.parse(reference)
         if parsed.digest is not None:
             return Pin(digest=parsed.digest, source="reference")
         reasons = []
-        host = parsed.repository.partition("/")[0]
-        if "/" in parsed.repository and looks_like_host(host) and host not in default_registry_hosts():
+        host = _registry_host(parsed)
+        if host is not None:
             try:
                 found = self._from_registry(host, parsed, platform)
             except (RegistryUnavailable, RegistryError) as exc:
@@ -202,6 +248,14 @@ def outdated_bases(graph: TargetGraph, lock: Lock, resolver: Resolver) -> list[O
             )
         )
     return found
+
+
+def _registry_host(parsed: ImageReference) -> str | None:
+    """The registry a reference names, when it is not Docker's default one (which is never asked)."""
+    host = parsed.repository.partition("/")[0]
+    if "/" in parsed.repository and looks_like_host(host) and host not in default_registry_hosts():
+        return host
+    return None
 
 
 def _labels(nodes: Iterable[Node]) -> str:

@@ -131,3 +131,58 @@ def test_the_cli_suggests_the_label_for_package_colon_name(family: ScratchWorksp
         "(did you mean //base:company-base? labels start with //; text without it is an image reference)\n"
     )
     assert "Traceback" not in result.output
+
+
+# --- workspace(external_images) ----------------------------------------------------------------
+
+
+def _slim_user(family: ScratchWorkspace, external_images: str | None) -> None:
+    setting = "" if external_images is None else f", external_images = {external_images}"
+    family.write(
+        {
+            "WORKSPACE": f'workspace(name = "family", platforms = ["linux/amd64"]{setting})\n',
+            "tools/BUILD": 'image(name = "tools")\n',
+            "tools/Dockerfile": (
+                "FROM debian:bookworm-slim AS slim\nFROM debian:bookworm\nCOPY --from=slim /etc/os-release /slim\n"
+            ),
+        }
+    )
+
+
+def test_another_tag_of_an_owned_repository_is_an_error_listing_the_tags(family: ScratchWorkspace) -> None:
+    _slim_user(family, None)
+    result = family.run("query", "deps", "//tools")
+    assert result.exit_code == 2
+    assert "no target produces the tag 'bookworm-slim'; tags that exist: bookworm" in result.output
+    assert "external_images" in result.output
+
+
+@pytest.mark.parametrize("patterns", ['["debian:bookworm-slim"]', '["debian:*-slim"]', '["other:1", "deb*:*slim"]'])
+def test_external_images_keeps_a_tag_of_an_owned_repository_external(family: ScratchWorkspace, patterns: str) -> None:
+    _slim_user(family, patterns)
+    assert family.lines("query", "deps", "//tools") == ["//rootfs:debian"]
+    graph = family.run("graph", "-o", "json", "//tools")
+    assert graph.exit_code == 0, graph.output
+    assert "debian:bookworm-slim" in graph.stdout
+
+
+def test_external_images_that_match_nothing_keep_the_typo_error(family: ScratchWorkspace) -> None:
+    _slim_user(family, '["debian:*-slim"]')
+    family.write({"tools/Dockerfile": "FROM debian:bookwrom\n"})
+    result = family.run("query", "deps", "//tools")
+    assert result.exit_code == 2
+    assert "tools/Dockerfile:1" in result.output and "tags that exist: bookworm" in result.output
+
+
+def test_an_owned_image_is_never_external(family: ScratchWorkspace) -> None:
+    _slim_user(family, '["debian:bookworm"]')
+    result = family.run("query", "deps", "//tools")
+    assert result.exit_code == 2
+    assert "workspace(external_images) lists debian:bookworm, but //rootfs:debian produces it" in result.output
+
+
+def test_an_external_images_entry_needs_a_tag(family: ScratchWorkspace) -> None:
+    _slim_user(family, '["debian"]')
+    result = family.run("query", "deps", "//tools")
+    assert result.exit_code == 2
+    assert "external_images entries are repository:tag patterns" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from orchestrator.errors import GraphError, Location
 from tests.workspaces import ScratchWorkspace
 
 OK = 0
+OUT_OF_DATE = 1
 PROBLEMS = 2
 
 
@@ -248,14 +250,20 @@ def test_init_again_without_force_changes_nothing_and_says_so(repo: ScratchWorks
     assert sorted(_build_order(stdout)) == sorted(LABELS.values())
 
 
-def test_edited_generated_build_is_kept_without_force_and_rewritten_with_it(repo: ScratchWorkspace) -> None:
+def test_edited_generated_build_makes_a_rerun_write_nothing_and_exit_1_until_force(repo: ScratchWorkspace) -> None:
     assert _init(repo)[0] == OK
     generated = repo.path("tools/docs/BUILD").read_text()
     edited = generated.replace('tags = ["latest"]', 'tags = ["latest", "edited"]')
     repo.path("tools/docs/BUILD").write_text(edited)
-    code, stdout, output = _init(repo)
+    repo.write({"tools/new/Dockerfile": "FROM alpine:3.19\n"})
+    before = _snapshot(repo.root)
+    code, _, output = _init(repo)
+    assert code == OUT_OF_DATE, output
+    assert "nothing was written: 1 BUILD file generated earlier differs" in output
+    assert "tools/docs/BUILD; --force rewrites them" in output
+    _assert_nothing_written(repo, before)  # not even tools/new/BUILD
+    code, stdout, output = _init(repo, "--dry-run")
     assert code == OK, output
-    assert repo.path("tools/docs/BUILD").read_text() == edited
     assert any(line.startswith("kept tools/docs/BUILD:") for line in stdout)
     code, stdout, output = _init(repo, "--force")
     assert code == OK, output
@@ -406,11 +414,126 @@ def test_no_dockerfile_is_a_problem(tmp_path: Path) -> None:
 
 def test_external_base_that_ends_like_a_path_repository_gets_a_hint(tmp_path: Path) -> None:
     ws = ScratchWorkspace(root=tmp_path / "repo", cache_dir=tmp_path / "cache")
-    ws.write({"base/company-base/Dockerfile": "FROM debian:bookworm\n", "app/Dockerfile": "FROM company-base\n"})
+    ws.write({"base/company-base/Dockerfile": "FROM debian:bookworm\n", "app/Dockerfile": "FROM acme/company-base\n"})
     code, stdout, output = _init(ws)
     assert code == OK, output
-    assert "app/Dockerfile:1: company-base is an external base; if it means base/company-base/Dockerfile" in output
+    assert "app/Dockerfile:1: acme/company-base is an external base; if it means base/company-base/Dockerfile" in output
     assert _build_order(stdout) == ["//app:app", "//base/company-base:company-base"]
+
+
+# --- Inferring references from the tree -------------------------------------------------------------
+
+# The shape of docker-library's buildpack-deps (the full image's context holds curl/ and scm/), and a
+# company base named by its directory; no LABEL, no images.toml.
+NESTED = {
+    "buildpack-deps/bookworm/curl/Dockerfile": "FROM debian:bookworm\n",
+    "buildpack-deps/bookworm/scm/Dockerfile": "FROM buildpack-deps:bookworm-curl\n",
+    "buildpack-deps/bookworm/Dockerfile": "FROM buildpack-deps:bookworm-scm\n",
+    "images/company-base/Dockerfile": "FROM buildpack-deps:bookworm\n",
+    "apps/api/Dockerfile": "FROM company-base:latest\n",
+}
+NESTED_ORDER = [
+    "//buildpack-deps/bookworm/curl:curl",
+    "//buildpack-deps/bookworm/scm:scm",
+    "//buildpack-deps/bookworm:bookworm",
+    "//images/company-base:company-base",
+    "//apps/api:api",
+]
+
+
+@pytest.fixture
+def nested(tmp_path: Path) -> ScratchWorkspace:
+    ws = ScratchWorkspace(root=tmp_path / "nested", cache_dir=tmp_path / "cache")
+    ws.write(NESTED)
+    return ws
+
+
+def test_nested_tree_without_mapping_gets_its_edges_from_the_directories(nested: ScratchWorkspace) -> None:
+    code, stdout, output = _init(nested)
+    assert code == OK, output
+    assert _build_order(stdout) == NESTED_ORDER
+    edges = {tuple(e) for e in json.loads(nested.run("graph", "--format", "json").stdout)["edges"]}
+    assert edges == set(itertools.pairwise(NESTED_ORDER))
+    scm = nested.path("buildpack-deps/bookworm/scm/BUILD").read_text()
+    assert 'repository = "buildpack-deps",\n    tags = ["bookworm-scm"],' in scm
+    assert "repository from the tree (buildpack-deps names the directory buildpack-deps)" in scm
+    full = nested.path("buildpack-deps/bookworm/BUILD").read_text()
+    assert 'repository = "buildpack-deps",\n    tags = ["bookworm"],' in full  # bookworm/ beats bookworm/curl/
+    base = nested.path("images/company-base/BUILD").read_text()
+    assert 'repository = "company-base",\n    tags = ["latest"],' in base
+    assert _init(nested)[0] == OK  # a rerun finds the BUILD files up to date
+
+
+def test_in_family_reference_that_cannot_be_mapped_writes_nothing_and_names_the_entry(
+    nested: ScratchWorkspace,
+) -> None:
+    nested.write(
+        {
+            "buildpack-deps/bookworm/Dockerfile": "FROM buildpack-deps:bookworm-scm-extra\n",
+            "apps/api/Dockerfile": "FROM company-base:2.0\n",
+        }
+    )
+    before = _snapshot(nested.root)
+    code, _, output = _init(nested)
+    assert code == PROBLEMS
+    assert "nothing was written: 2 problems" in output
+    assert (
+        "apps/api/Dockerfile:1: company-base:2.0 looks like an image of this tree (company-base names "
+        "images/company-base/) but cannot be mapped: no Dockerfile under images/company-base/ has the path "
+        '.../2.0/; add to images.toml: [images."images/company-base/Dockerfile"] repository = "company-base", '
+        'tags = ["2.0"]'
+    ) in output
+    assert "buildpack-deps/bookworm/Dockerfile:1: buildpack-deps:bookworm-scm-extra looks like an image" in output
+    assert 'repository = "buildpack-deps", tags = ["bookworm-scm-extra"]' in output
+    _assert_nothing_written(nested, before)
+    nested.write(
+        {
+            "images.toml": '[images."buildpack-deps/bookworm/scm/Dockerfile"]\n'
+            'repository = "buildpack-deps"\ntags = ["bookworm-scm-extra"]\n\n'
+            '[images."images/company-base/Dockerfile"]\nrepository = "company-base"\ntags = ["2.0"]\n'
+        }
+    )
+    code, stdout, output = _init(nested)
+    assert code == OK, output
+    assert _build_order(stdout) == NESTED_ORDER
+
+
+def test_reference_matching_two_dockerfiles_lists_both_entries(tmp_path: Path) -> None:
+    ws = ScratchWorkspace(root=tmp_path / "repo", cache_dir=tmp_path / "cache")
+    ws.write(
+        {
+            "python/3.12/bookworm/Dockerfile": "FROM debian:bookworm\n",
+            "python/bookworm/3.12/Dockerfile": "FROM debian:bookworm\n",
+            "app/Dockerfile": "FROM python:3.12-bookworm\n",
+        }
+    )
+    code, _, output = _init(ws)
+    assert code == PROBLEMS
+    assert "it could be python/3.12/bookworm/Dockerfile or python/bookworm/3.12/Dockerfile" in output
+    assert '[images."python/3.12/bookworm/Dockerfile"] repository = "python", tags = ["3.12-bookworm"] or ' in output
+
+
+def test_directory_named_like_its_own_external_base_leaves_it_external(tmp_path: Path) -> None:
+    ws = ScratchWorkspace(root=tmp_path / "repo", cache_dir=tmp_path / "cache")
+    ws.write({"base/debian/Dockerfile": "FROM debian:bookworm\n", "app/Dockerfile": "FROM alpine:3.19\n"})
+    code, stdout, output = _init(ws)
+    assert code == OK, output
+    assert _build_order(stdout) == ["//app:app", "//base/debian:debian"]
+
+
+def test_rerun_after_the_tree_changed_writes_nothing_and_says_force_rewrites(nested: ScratchWorkspace) -> None:
+    assert _init(nested)[0] == OK
+    nested.write({"apps/api/Dockerfile": "FROM buildpack-deps:bookworm-curl\n"})
+    before = _snapshot(nested.root)
+    code, _, output = _init(nested)
+    assert code == OUT_OF_DATE
+    assert "buildpack-deps/bookworm/curl/BUILD" in output
+    assert "--force rewrites them" in output
+    _assert_nothing_written(nested, before)
+    code, stdout, output = _init(nested, "--force")
+    assert code == OK, output
+    assert "//buildpack-deps/bookworm/curl:curl" in _build_order(stdout)
+    assert 'tags = ["bookworm-curl"],' in nested.path("buildpack-deps/bookworm/curl/BUILD").read_text()
 
 
 def test_root_dockerfile_and_odd_names(tmp_path: Path) -> None:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from orchestrator.cli import engine as cli_engine
+from orchestrator.engine.api import ImageInfo
 from orchestrator.lint.hadolint import HadolintError, find_hadolint, lint_dockerfiles
+from orchestrator.registry.client import Registry
+from orchestrator.registry.pins import Resolver
+from tests.fakes.executor import FakeExecutor
+from tests.fakes.registry import FakeRegistry
 from tests.workspaces import ScratchWorkspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +39,37 @@ def rules(findings: list[dict[str, Any]], target: str | None = None) -> set[tupl
 
 def write_app(ws: ScratchWorkspace, dockerfile: str, build: str = 'image(name = "app")\n', **files: str) -> None:
     ws.write({"app/BUILD": build, "app/Dockerfile": dockerfile, **{f"app/{k}": v for k, v in files.items()}})
+
+
+class EveryBase(FakeExecutor):
+    """An engine that holds every image asked for: ORC005 has nothing to say."""
+
+    def inspect(self, reference: str) -> ImageInfo | None:
+        return super().inspect(reference) or ImageInfo(
+            image_id="sha256:" + "0" * 64, labels={}, os="linux", architecture="amd64", variant=None, repo_tags=()
+        )
+
+
+def use_bases(
+    monkeypatch: pytest.MonkeyPatch, engine: FakeExecutor | None, registries: dict[str, FakeRegistry] | None = None
+) -> None:
+    """lint looks for bases in ``engine`` and the fake ``registries`` (by host), never the local daemon."""
+    found = registries or {}
+
+    def factory(host: str) -> Registry:
+        # Only Registry.lookup is used to check that a base exists; the fake implements it.
+        return cast(Registry, found.get(host) or FakeRegistry(host, up=False))
+
+    @contextmanager
+    def resolver() -> Iterator[Resolver]:
+        yield Resolver(engine, registry_factory=factory)
+
+    monkeypatch.setattr(cli_engine, "base_resolver", resolver)
+
+
+@pytest.fixture(autouse=True)
+def every_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_bases(monkeypatch, EveryBase())
 
 
 # --- hadolint and the article's examples ---------------------------------------------------------
@@ -443,3 +482,78 @@ def test_example_family_lints_without_errors(tmp_path: Path) -> None:
     # Every FROM of the family names another image of it, or scratch: none is a floating base.
     assert "ORC001" not in {f["rule"] for f in report["findings"]}
     assert {i["rule"] for i in report["ignored"] if i["by"] == "family"} <= {"DL3006", "DL3007"}
+
+
+# --- ORC005: external bases found nowhere ----------------------------------------------------------
+
+
+def orc005(ws: ScratchWorkspace) -> list[dict[str, Any]]:
+    _, report = lint_json(ws)
+    return [f for f in report["findings"] if f["rule"] == "ORC005"]
+
+
+def test_a_typo_in_an_external_base_is_orc005(workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = FakeExecutor()
+    engine.add_image("debian:bookworm")
+    use_bases(monkeypatch, engine)
+    write_app(workspace, "FROM debian:bookwrom\n" + OCI + "USER 10000\n")
+    [finding] = orc005(workspace)
+    assert (finding["level"], finding["line"], finding["target"]) == ("warning", 1, "//app:app")
+    assert "FROM debian:bookwrom" in finding["message"] and "the engine does not have it" in finding["message"]
+    assert workspace.run("lint").exit_code == 0
+    assert workspace.run("lint", "--fail-on", "warning").exit_code == 1
+
+
+def test_a_base_in_the_engine_or_pinned_is_not_orc005(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = FakeExecutor()
+    engine.add_image("debian:bookworm", platform="linux/arm64")  # any platform will do for lint
+    use_bases(monkeypatch, engine)
+    write_app(
+        workspace,
+        "FROM gcc:13 AS tools\nFROM debian:bookworm\nCOPY --from=tools /x /x\n" + OCI + "USER 10000\n",
+    )
+    digest = "sha256:" + "1" * 64
+    pins = {"gcc:13": {"linux/amd64": {"digest": digest, "source": "registry"}}}
+    workspace.write(
+        {
+            "WORKSPACE": 'workspace(platforms = ["linux/amd64"])\n',
+            "images.lock": json.dumps({"version": 1, "bases": pins}),
+        }
+    )
+    assert orc005(workspace) == []
+
+
+def test_a_base_the_named_registry_has_is_found_and_one_it_lacks_is_orc005(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = FakeRegistry("registry.test:5000")
+    registry.store("registry.test:5000/team/base:1", {}, "linux/amd64")
+    use_bases(monkeypatch, FakeExecutor(), {"registry.test:5000": registry})
+    write_app(workspace, "FROM registry.test:5000/team/base:1\n" + OCI + "USER 10000\n")
+    assert orc005(workspace) == []
+    write_app(workspace, "FROM registry.test:5000/team/base:2\n" + OCI + "USER 10000\n")
+    [finding] = orc005(workspace)
+    assert finding["level"] == "warning"
+    assert "the registry registry.test:5000 has no team/base:2" in finding["message"]
+
+
+def test_an_unreachable_registry_is_an_info_could_not_check(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_bases(monkeypatch, FakeExecutor(), {"registry.test:5000": FakeRegistry("registry.test:5000", up=False)})
+    write_app(workspace, "FROM registry.test:5000/team/base:1\n" + OCI + "USER 10000\n")
+    [finding] = orc005(workspace)
+    assert finding["level"] == "info"
+    assert finding["message"].startswith("could not check the external base FROM registry.test:5000/team/base:1")
+    assert "fake registry is down" in finding["message"]
+
+
+def test_orc005_is_silenced_by_lint_ignore(workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_bases(monkeypatch, FakeExecutor())
+    build = 'image(name = "app", lint_ignore = {"ORC005": "pulled by CI before the build"})\n'
+    write_app(workspace, "FROM debian:bookwrom\n" + OCI + "USER 10000\n", build)
+    _, report = lint_json(workspace)
+    assert [f for f in report["findings"] if f["rule"] == "ORC005"] == []
+    assert [i["reason"] for i in report["ignored"] if i["rule"] == "ORC005"] == ["pulled by CI before the build"]

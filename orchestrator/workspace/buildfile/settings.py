@@ -26,6 +26,7 @@ WORKSPACE_ATTRS = {
     "eval_timeout": OPT_NUMBER,
     "eval_memory_mb": OPT_NUMBER,
     "engine_timeout": OPT_NUMBER,
+    "external_images": OPT_STR_LIST,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
 
@@ -46,7 +47,19 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
         hermetic=bool(kwargs.get("hermetic")),
         cache_dir=kwargs.get("cache_dir"),
         key_digest=key_digest,
+        external_images=_external_images(kwargs.get("external_images")),
     )
+
+
+def _external_images(patterns: list[str] | None) -> tuple[str, ...]:
+    """``repository:tag`` patterns (shell-style globs); one without a tag could never match."""
+    for pattern in patterns or ():
+        if ":" not in pattern.rpartition("/")[2]:
+            raise BuildFileError(
+                f"workspace(): external_images entries are repository:tag patterns (globs allowed, "
+                f'"debian:*-slim"), got {pattern!r}; add the tag, or ":*" for every tag'
+            )
+    return tuple(patterns or ())
 
 
 def _positive(kwargs: dict[str, Any], attr: str, default: float) -> float:
