@@ -12,23 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from orchestrator.cache.store import Store
 from orchestrator.cli.common import Output, emit_json, load_workspace, options, stderr_console
-from orchestrator.cli.session import sigterm_stops_cleanly
+from orchestrator.cli.session import run_on_console, sigterm_stops_cleanly
 from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
 from orchestrator.keys.changes import targets_changed_since
 from orchestrator.keys.explain import explain
-from orchestrator.pipeline import run as pipeline
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan
 from orchestrator.pipeline.run import Request, remote_cache
-from orchestrator.registry.cache import Level, Notice
-from orchestrator.report.console import ConsoleDisplay, print_summary
+from orchestrator.report.console import print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
 from orchestrator.report.summary import build_markdown, write_step_summary
@@ -118,23 +114,16 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
         loaded, command.registry, write=command.remote_cache_write, push=command.push, required=command.require_registry
     )
     console = stderr_console()
-    display = ConsoleDisplay(console)
     with Store(cache_dir) as store:
-        try:
-            result = pipeline.run(
-                loaded=loaded,
-                store=store,
-                cache_dir=cache_dir,
-                request=request,
-                engine=engine_future.result,
-                listener=display,
-                remote=remote,
-                warn=lambda notice: print_notice(console, notice),
-            )
-        finally:
-            display.stop()
-            if remote is not None:
-                remote.close()
+        result = run_on_console(
+            console,
+            loaded=loaded,
+            store=store,
+            cache_dir=cache_dir,
+            request=request,
+            engine=engine_future.result,
+            remote=remote,
+        )
     if result.summary is None:  # a dry run
         if command.output in (None, "text"):
             _print_plan(result.plan)
@@ -153,13 +142,6 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
     if remote is not None and summary.exit_code == 0:
         remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
     raise typer.Exit(summary.exit_code)
-
-
-def print_notice(console: Console, notice: Notice) -> None:
-    """``WARNING <message>`` or ``ERROR <message>`` on the console (stderr)."""
-    style = "bold red" if notice.level is Level.ERROR else "yellow"
-    # soft_wrap: one line however long, so that a CI log can be searched for it
-    console.print(f"[{style}]{notice.level}[/] {escape(notice.message)}", highlight=False, soft_wrap=True)
 
 
 def run_explain(ctx: typer.Context, target: str, output: Output) -> None:

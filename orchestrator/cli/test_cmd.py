@@ -104,7 +104,7 @@ class ImageTestOptions:
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     from orchestrator.cache.store import Store
-    from orchestrator.cli.build_run import print_notice
+    from orchestrator.cli.session import run_on_console
     from orchestrator.engine.docker_probe import DockerProbe
     from orchestrator.engine.local import closed_at_end, connect
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
@@ -117,10 +117,9 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         select_tests,
         tests_changed_since,
     )
-    from orchestrator.pipeline import run as pipeline
     from orchestrator.pipeline.options import BuildOptions, Terminated
     from orchestrator.pipeline.run import Request, remote_cache
-    from orchestrator.report.console import ConsoleDisplay, print_summary
+    from orchestrator.report.console import print_summary
     from orchestrator.report.summary import image_tests_markdown, write_step_summary
 
     loaded = load_workspace(ctx)
@@ -147,28 +146,21 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         # A command on a foreign platform runs under emulation, as that platform's builds do.
         commands_on=frozenset(j.platform for j in jobs if has_commands(j.test)),
     )
-    display = ConsoleDisplay(console)
     # Talking to the engine waits mostly on the daemon: on a thread while the keys are computed.
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
         Store(cache_dir) as store,
         closed_at_end(pool.submit(connect)) as engine_future,
     ):
-        try:
-            result = pipeline.run(
-                loaded=loaded,
-                store=store,
-                cache_dir=cache_dir,
-                request=request,
-                engine=engine_future.result,
-                listener=display,
-                remote=remote,
-                warn=lambda notice: print_notice(console, notice),
-            )
-        finally:
-            display.stop()
-            if remote is not None:
-                remote.close()
+        result = run_on_console(
+            console,
+            loaded=loaded,
+            store=store,
+            cache_dir=cache_dir,
+            request=request,
+            engine=engine_future.result,
+            remote=remote,
+        )
         summary = result.summary
         assert summary is not None
         print_summary(console, summary)
