@@ -60,7 +60,6 @@ def main() -> None:
             algorithm="xxh3",
             expected=expected,
             dockerfile_hash=dockerfile_hash,
-            dockerfile_entry="Dockerfile",
         )
         plain, checked = [], []
         for _ in range(args.rounds):  # interleaved, so that drift in the machine's speed hits both

@@ -60,6 +60,9 @@ FAMILY: Mapping[str, str] = {
     "hardened/BUILD": 'image(name = "secure", repository = "secure-static")\n',
     "hardened/Dockerfile": "FROM scratch\nCOPY --from=static:latest /app /app\nUSER 10000:10000\n",
 }
+# The family's external bases (golang:1.21 is in a stage api does not build). A build fails early
+# when the engine lacks one: a fake engine that builds the family holds them (FakeExecutor(bases=...)).
+FAMILY_BASES = ("alpine:3.19", "gcc:13")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
 from orchestrator.keys.changes import targets_changed_since
-from orchestrator.keys.explain import explain
+from orchestrator.keys.explain import explain, inputs_lines
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan
 from orchestrator.pipeline.run import Request, remote_cache
@@ -157,6 +157,8 @@ def run_explain(ctx: typer.Context, target: str, output: Output) -> None:
         typer.echo(f"{entry['label']} {entry['platform']}: {entry['state']} (key {entry['key']})")
         for change in entry.get("changes", []):
             typer.echo(f"  {change['entry']}: {_value(change['old'])} -> {_value(change['new'])}")
+    if result:
+        typer.echo("\n".join(inputs_lines(result[0]["inputs"])))
 
 
 def _value(value: str | None) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.common import Output, emit_json, handle_errors, load_workspace, options
+from orchestrator.keys.explain import inputs_lines, inputs_of
 from orchestrator.keys.hashing import compute_keys
 
 
@@ -22,9 +23,12 @@ def hash_(
     """Print LABEL PLATFORM KEY for every node of the selected targets."""
     loaded = load_workspace(ctx)
     selected = loaded.graph.select(patterns or [])
-    keys, stats = compute_keys(loaded, selected, cache_dir=options(ctx).cache_dir)
+    computer, keys, stats = compute_keys(loaded, selected, cache_dir=options(ctx).cache_dir)
     if options(ctx).verbose:
         typer.echo(f"read {stats.files_hashed} files ({stats.bytes_hashed / 1e6:.1f} MB) to hash them", err=True)
+        for label in selected:
+            lines = inputs_lines(inputs_of(computer, label))
+            typer.echo(f"{label} " + "\n".join(lines), err=True)
     if output is Output.json:
         emit_json([{"label": str(k.node.label), "platform": k.node.platform, "key": k.key} for k in keys])
         return

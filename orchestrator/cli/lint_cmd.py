@@ -38,9 +38,10 @@ def lint(
 
     ORC001 floating external base, ORC002 root final stage, ORC003 missing OCI labels, ORC004 large
     context without .dockerignore, ORC005 external base neither pinned, nor in the engine, nor in
-    the registry it names (info when that registry cannot be reached), ORC900 unused lint_ignore
-    entry. Silence a rule for a target with
-    image(..., lint_ignore = {"RULE": "reason"}). Exit 1 when a finding at --fail-on or above is left.
+    the registry it names (info when that registry cannot be reached), ORC006 unpinned external
+    base with ONBUILD triggers (in the engine), ORC900 unused lint_ignore entry. Silence a rule for
+    a target with image(..., lint_ignore = {"RULE": "reason"}). Exit 1 when a finding at --fail-on
+    or above is left.
     """
     loaded = load_workspace(ctx)
     from orchestrator.cli import engine as cli_engine

@@ -31,8 +31,9 @@ def lock(
     """Pin every external base to a digest per platform in images.lock (keeping existing pins).
 
     Bases are resolved from the registry their reference names, else from the local engine (bases
-    imported here). Without --update, existing pins stay and only missing ones are added; pins no
-    target uses are dropped.
+    imported here). Each pin records whether the image has ONBUILD triggers ("onbuild": true).
+    Without --update, existing pins stay and only missing ones are added; pins no target uses are
+    dropped.
     """
     from orchestrator.cli.engine import base_resolver
     from orchestrator.registry.pins import updated_lock
@@ -51,7 +52,14 @@ def lock(
         emit_json(
             {
                 "changes": [
-                    {"reference": c.reference, "platform": c.platform, "old": c.old, "new": c.new} for c in changes
+                    {
+                        "reference": c.reference,
+                        "platform": c.platform,
+                        "old": c.old,
+                        "new": c.new,
+                        "onbuild": c.onbuild,
+                    }
+                    for c in changes
                 ],
                 "pins": pins,
                 "written": wrote,
@@ -59,10 +67,14 @@ def lock(
         )
         return
     for change in changes:
+        triggers = " (ONBUILD triggers: the whole context of its users is an input)" if change.onbuild else ""
         if change.old is None:
-            typer.echo(f"pinned  {change.reference} {change.platform} {change.new}")
+            typer.echo(f"pinned  {change.reference} {change.platform} {change.new}{triggers}")
         elif change.new is None:
             typer.echo(f"dropped {change.reference} {change.platform} (no target uses it)")
+        elif change.old == change.new:
+            now = "has ONBUILD triggers" if change.onbuild else "has no ONBUILD triggers any more"
+            typer.echo(f"updated {change.reference} {change.platform} {change.new}: {now}")
         else:
-            typer.echo(f"updated {change.reference} {change.platform} {change.old} -> {change.new}")
+            typer.echo(f"updated {change.reference} {change.platform} {change.old} -> {change.new}{triggers}")
     typer.echo(f"{LOCK_FILE}: {pins} pins, {'written' if wrote else 'unchanged'}")

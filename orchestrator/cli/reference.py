@@ -19,9 +19,9 @@ Generated from the command itself by `python -m orchestrator.cli.reference`; a t
 page and the command disagree.
 
 Exit codes: 0 success, 1 a build failed (or `--push` could not push), 2 usage or environment error
-(bad BUILD file, cycle, unknown target, daemon down, missing emulator, unpinned base with
-`--locked`), 3 nothing matched, 4 an image test failed, 130 interrupted (Ctrl-C), 143 stopped
-(SIGTERM). Errors print one `ERROR ...` block on standard error, without a traceback. See
+(bad BUILD file, cycle, unknown target, daemon down, missing emulator, a base found nowhere,
+unpinned base with `--locked`), 3 nothing matched, 4 an image test failed, 130 interrupted
+(Ctrl-C), 143 stopped (SIGTERM). Errors print one `ERROR ...` block on standard error, without a traceback. See
 [troubleshooting](../troubleshooting.md).
 """
 

@@ -1,9 +1,10 @@
-"""Dockerfiles: the lexer, the analysis (stages, references, ARGs), and the rewrites (rebind, labels).
+"""Dockerfiles: the lexer, the analysis (stages, references, ARGs), the context reads, and the rewrites.
 
-The package's public names, from its three modules:
+The package's public names, from its four modules:
 
     lexer.py     decode, read                    the text, read the way BuildKit reads it
     analysis.py  analyze, analyze_image, ...     stages, the images they build on, LABEL and USER
+    reads.py     context_reads, onbuild_reads    what a build reads from its context (BuildKit's parser)
     rewrite.py   rebind, with_label_instruction  the copy of a Dockerfile that is sent to the engine
 """
 
@@ -17,16 +18,21 @@ from orchestrator.dockerfile.analysis import (
     stage_configs,
 )
 from orchestrator.dockerfile.lexer import decode, read
+from orchestrator.dockerfile.reads import ContextReads, Read, context_reads, onbuild_reads
 from orchestrator.dockerfile.rewrite import rebind, with_label_instruction
 
 __all__ = [
+    "ContextReads",
     "DockerfileInfo",
     "ImageRef",
+    "Read",
     "Stage",
     "StageConfig",
     "analyze",
     "analyze_image",
+    "context_reads",
     "decode",
+    "onbuild_reads",
     "read",
     "rebind",
     "stage_configs",

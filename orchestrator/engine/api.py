@@ -70,6 +70,7 @@ class ImageInfo:
     architecture: str
     variant: str | None
     repo_tags: tuple[str, ...]
+    onbuild: bool = False  # its config has ONBUILD triggers (``Config.OnBuild``): they run in a child's build
 
     @property
     def platform(self) -> str:

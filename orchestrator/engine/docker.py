@@ -545,6 +545,7 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
         architecture=str(data.get("Architecture") or ""),
         variant=data.get("Variant") or None,
         repo_tags=tuple(data.get("RepoTags") or ()),
+        onbuild=bool(config.get("OnBuild")),
     )
 
 

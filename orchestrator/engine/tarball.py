@@ -3,8 +3,10 @@
 ``write_context_tar`` packs the hashed ``ContextEntry`` values as the key sees them: sorted, every
 header with mtime 0, uid/gid 0 and no user or group names, modes reduced to 0o644/0o755 for files
 (the exec bit), 0o755 for directories and 0o777 for symlinks, which are kept as links. The rebound
-Dockerfile replaces the user's at its path, and extra files (e.g. a generated rootfs tarball) are
-added with any missing parent directories. The same inputs always give the same bytes.
+Dockerfile is added under its own name with a ``.dockerignore`` that hides it and itself from the
+build (the user's Dockerfile, when it is an input, stays at its path unchanged; the user's ignore
+file is never sent: it was applied when the inputs were chosen), and extra files (e.g. a generated
+rootfs tarball) are added with any missing parent directories. The same inputs always give the same bytes.
 
 The format is POSIX.1-2001 (PAX): long and non-ASCII names go into standard extended headers, which
 Go's ``archive/tar`` in the Docker Engine reads, and Python writes no timestamps into them.
@@ -29,7 +31,7 @@ from typing import IO
 
 from orchestrator.engine.api import ExtraFile
 from orchestrator.errors import InputChanged
-from orchestrator.keys.context import ContextEntry, EntryKind
+from orchestrator.keys.context import IGNORE_FILE, ContextEntry, EntryKind
 from orchestrator.keys.digests import Hasher, new_hasher
 from orchestrator.keys.inputs import ContextCheck, RootfsCheck
 
@@ -124,6 +126,11 @@ def _members(
     path = _clean(dockerfile_path)
     _add_parents(by_path, path)
     by_path[path] = _Member(path=path, type=tarfile.REGTYPE, mode=FILE_MODE, data=dockerfile_text.encode("utf-8"))
+    # The engine drops the Dockerfile and the ignore file from the context when the ignore file
+    # names them (the docker CLI does the same for a Dockerfile from outside the context), so
+    # COPY . never copies the rebound Dockerfile; the user's stays at its own path.
+    ignore = f"{IGNORE_FILE}\n{path}\n".encode()
+    by_path[IGNORE_FILE] = _Member(path=IGNORE_FILE, type=tarfile.REGTYPE, mode=FILE_MODE, data=ignore)
     # By path components, so a directory always precedes what it holds ("a" < "a/b" < "a-b").
     return [by_path[p] for p in sorted(by_path, key=lambda p: p.split("/"))]
 

@@ -68,8 +68,14 @@ def dockerignore_path(context_dir: Path, dockerfile: Path) -> Path | None:
     return generic if generic.is_file() else None
 
 
-def context_entries(context_dir: Path, dockerfile: Path, *, workspace_root: Path) -> tuple[ContextEntry, ...]:
-    """Every entry Docker would send for ``context_dir``, filtered by its ignore file, sorted by path."""
+def context_entries(
+    context_dir: Path, dockerfile: Path, *, workspace_root: Path, forced: bool = True
+) -> tuple[ContextEntry, ...]:
+    """Every entry Docker would send for ``context_dir``, filtered by its ignore file, sorted by path.
+
+    ``forced=False``: without Docker's exception for the Dockerfile and the ignore file, so each is
+    there only when the patterns keep it (as ``COPY . .`` would copy it).
+    """
     root = _context_root(context_dir, workspace_root)
     dockerfile = context_dir / dockerfile
     check_inside(dockerfile, workspace_root, what="Dockerfile")
@@ -81,8 +87,8 @@ def context_entries(context_dir: Path, dockerfile: Path, *, workspace_root: Path
         else:
             matcher = _load_matcher(ignore_file, workspace_root)
             # Docker's rule: the Dockerfile and the ignore file are sent whatever the patterns say.
-            forced = {p for p in (_relative_to(dockerfile, root), _relative_to(ignore_file, root)) if p}
-            _scan_filtered(str(root), matcher, frozenset(forced), out)
+            always = {p for p in (relative_to(dockerfile, root), relative_to(ignore_file, root)) if p and forced}
+            _scan_filtered(str(root), matcher, frozenset(always), out)
     out.sort(key=attrgetter("path"))
     return tuple(out)
 
@@ -90,17 +96,21 @@ def context_entries(context_dir: Path, dockerfile: Path, *, workspace_root: Path
 def declared_entries(
     context_dir: Path, srcs: Sequence[str], dockerfile: Path, *, workspace_root: Path
 ) -> tuple[ContextEntry, ...]:
-    """Exactly ``srcs`` (paths relative to ``context_dir``; directories whole) plus the Dockerfile."""
+    """Exactly ``srcs`` (paths relative to ``context_dir``; directories whole) plus the Dockerfile.
+
+    A ``.dockerignore`` at the top is left out: the engine receives the orchestrator's own.
+    """
     root = _context_root(context_dir, workspace_root)
     dockerfile = context_dir / dockerfile
     check_inside(dockerfile, workspace_root, what="Dockerfile")
     found: dict[str, ContextEntry] = {}  # by path: srcs may overlap
     with _gc_paused():
-        dockerfile_rel = _relative_to(dockerfile, root)
+        dockerfile_rel = relative_to(dockerfile, root)
         if dockerfile_rel and os.path.lexists(dockerfile):
             _add(found, [_stat_entry(str(root), dockerfile_rel)])
         for src in srcs:
             _add(found, _declared_tree(root, src))
+    found.pop(IGNORE_FILE, None)  # never sent: the engine gets the orchestrator's own (see engine/tarball.py)
     return tuple(sorted(found.values(), key=attrgetter("path")))
 
 
@@ -146,7 +156,7 @@ def _context_root(context_dir: Path, workspace_root: Path) -> Path:
     return root
 
 
-def _relative_to(path: Path, root: Path) -> str | None:
+def relative_to(path: Path, root: Path) -> str | None:
     """``path`` relative to ``root`` ("a/b"), or None when it is outside.
 
     Only the parent is resolved: a symlinked Dockerfile is the link, not its target.

@@ -29,6 +29,7 @@ def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]
         StatCache(store),
         algorithm=loaded.workspace.settings.key_digest,
         pins=None if loaded.lock is None else loaded.lock.digests(),
+        bases_with_triggers=() if loaded.lock is None else loaded.lock.bases_with_triggers(),
     )
     nodes = list(nodes)
     todo = computer.missing_inputs(nodes)
@@ -46,10 +47,10 @@ def keys_with_store(store: Store, loaded: LoadedWorkspace, nodes: Iterable[Node]
 
 def compute_keys(
     loaded: LoadedWorkspace, labels: Iterable[Label], *, cache_dir: str | None
-) -> tuple[list[NodeKey], HashStats]:
-    """Keys of every node of ``labels``."""
+) -> tuple[KeyComputer, list[NodeKey], HashStats]:
+    """Keys of every node of ``labels`` (and the computer, which can say what each target's inputs are)."""
     nodes = [n for label in labels for n in loaded.graph.nodes_of(label)]
     with Store(loaded.workspace.cache_dir(cache_dir)) as store:
         computer, keys = keys_with_store(store, loaded, nodes)
     stats = computer.stat_cache
-    return keys, HashStats(files_hashed=stats.files_hashed, bytes_hashed=stats.bytes_hashed)
+    return computer, keys, HashStats(files_hashed=stats.files_hashed, bytes_hashed=stats.bytes_hashed)

@@ -70,22 +70,18 @@ class ContextCheck:
     """What a context sent for a key must hash to; checked by whoever writes the context tar.
 
     ``dockerfile_hash`` is the hash of the bytes the request's Dockerfile was made from (read once,
-    when the request was made). When the Dockerfile lies inside the context, its entry's bytes are
-    replaced by the rebound text in the tar, so ``dockerfile_entry`` names it and its hash is taken
-    from ``dockerfile_hash`` instead of the stream.
+    when the request was made). The Dockerfile the engine gets is the rebound text, sent under its
+    own name; a context entry at the Dockerfile's path is the user's file, hashed as it is sent.
     """
 
     node: str  # for the message
     algorithm: str
     expected: str  # the inputs digest the key was computed from
     dockerfile_hash: str
-    dockerfile_entry: str | None = None
 
     def verify(self, entries: Sequence[ContextEntry], streamed: Mapping[str, str]) -> None:
         """Raise InputChanged unless ``streamed`` (path -> hash of the bytes written) gives the expected digest."""
         hashes = dict(streamed)
-        if self.dockerfile_entry is not None:
-            hashes[self.dockerfile_entry] = self.dockerfile_hash
         missing = [e.path for e in entries if e.kind is EntryKind.FILE and e.path not in hashes]
         if missing:
             raise InputChanged(f"{self.node}: input {missing[0]} was not sent; nothing was built or recorded")

@@ -11,20 +11,30 @@ enters it: no absolute path, mtime, owner or host name. The manifest is stored u
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from orchestrator import dockerfile as df
 from orchestrator.cache import names
 from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
 from orchestrator.graph.graph import TargetGraph
-from orchestrator.keys.context import ContextEntry, EntryKind, context_entries, declared_entries
+from orchestrator.keys.context import (
+    IGNORE_FILE,
+    ContextEntry,
+    EntryKind,
+    context_entries,
+    declared_entries,
+    dockerignore_path,
+    relative_to,
+)
 from orchestrator.keys.digests import file_hasher
 from orchestrator.keys.inputs import Manifest, digest_manifest, inputs_manifest, rootfs_manifest
+from orchestrator.keys.selection import Selection, select_inputs
 
-KEY_SCHEMA = "2"  # 2: platforms normalized before hashing (step 9)
+KEY_SCHEMA = "3"  # 2: platforms normalized before hashing (step 9); 3: precise inputs (step 8)
 DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
 
 
@@ -46,9 +56,11 @@ class KeyComputer:
         *,
         algorithm: str = "xxh3",
         pins: Mapping[tuple[str, str], str] | None = None,
+        bases_with_triggers: Iterable[str] = (),
     ) -> None:
         self.root = root
         self.pins = dict(pins or {})  # (external reference, platform) -> locked digest
+        self.bases_with_triggers = frozenset(bases_with_triggers)  # images.lock: pinned bases with ONBUILD
         self.graph = graph
         self.stat_cache = stat_cache
         self.algorithm = algorithm
@@ -57,6 +69,7 @@ class KeyComputer:
         self._keys: dict[Node, NodeKey] = {}
         self.new_inputs: dict[str, Manifest] = {}  # input manifests computed in this run, by digest
         self.entries: dict[Label, tuple[ContextEntry, ...]] = {}  # the context each image target sends
+        self.selections: dict[Label, Selection] = {}  # precise inputs and why, for image targets without srcs
 
     def missing_inputs(self, nodes: Iterable[Node]) -> list[Label]:
         """The targets of ``nodes`` and their ancestors whose inputs are not hashed yet."""
@@ -111,11 +124,23 @@ class KeyComputer:
 
     def context_of(self, label: Label) -> tuple[ContextEntry, ...]:
         """The entries an image target sends (walked again if its inputs came from a worker)."""
-        if label not in self.entries:
+        if label not in self.entries or (label not in self.selections and self._is_precise(label)):
             target = self.graph.targets[label]
             assert isinstance(target, ImageTarget)
             self._image_inputs(target)
         return self.entries[label]
+
+    def _is_precise(self, label: Label) -> bool:
+        target = self.graph.targets[label]
+        return isinstance(target, ImageTarget) and target.srcs is None
+
+    def selection_of(self, label: Label) -> Selection | None:
+        """An image target's precise inputs and why each is one; None with ``srcs`` or for a rootfs image."""
+        target = self.graph.targets[label]
+        if not isinstance(target, ImageTarget) or target.srcs is not None:
+            return None
+        self.context_of(label)
+        return self.selections[label]
 
     def _compute_inputs(self, label: Label) -> Manifest:
         target = self.graph.targets[label]
@@ -128,8 +153,11 @@ class KeyComputer:
         dockerfile = self.root / target.dockerfile
         started = now_ns()
         if target.srcs is None:
-            entries = context_entries(context_dir, dockerfile, workspace_root=self.root)
-            mode = "dockerignore"
+            walked = context_entries(context_dir, dockerfile, workspace_root=self.root, forced=False)
+            selection = self._select(target, walked)
+            self.selections[target.label] = selection
+            entries = selection.entries
+            mode = "whole" if selection.whole is not None else "precise"
         else:
             entries = declared_entries(context_dir, target.srcs, dockerfile, workspace_root=self.root)
             mode = "srcs"
@@ -152,6 +180,52 @@ class KeyComputer:
         result += [(f"build_arg {k}", v) for k, v in target.build_args]
         result.append(("inputs", digest))
         return tuple(result)
+
+    def _select(self, target: ImageTarget, entries: tuple[ContextEntry, ...]) -> Selection:
+        """The entries the target's Dockerfile reads, on any of its platforms (see selection.py)."""
+        context_dir = self.root / target.context
+        dockerfile = self.root / target.dockerfile
+        text = df.read(dockerfile, path=target.dockerfile)
+        reads: list[df.Read] = []
+        whole: str | None = None
+        for node in self.graph.nodes_of(target.label):
+            found = df.context_reads(
+                text,
+                path=target.dockerfile,
+                build_args=dict(target.build_args),
+                target=target.target,
+                platform=node.platform,
+                base_triggers=self._base_triggers(node),
+            )
+            reads += found.reads
+            whole = whole or found.whole
+        # The ignore files are never inputs: the engine gets the orchestrator's own .dockerignore.
+        never = {IGNORE_FILE}
+        ignore_file = dockerignore_path(context_dir, dockerfile)
+        if ignore_file is not None and (rel := relative_to(ignore_file, context_dir.resolve())) is not None:
+            never.add(rel)
+        unique = tuple(dict.fromkeys(reads))  # the same reads on every platform, mostly
+        return select_inputs(entries, df.ContextReads(reads=unique, whole=whole), never=frozenset(never))
+
+    def _base_triggers(self, node: Node) -> Callable[[str], df.ContextReads | None]:
+        """What the ONBUILD triggers of each base of ``node`` read (by the reference its FROM gives)."""
+        parents = {p.reference: p.node.label for p in self.graph.node_deps[node].parents if p.kind == "from"}
+
+        def triggers(reference: str) -> df.ContextReads | None:
+            label = parents.get(reference)
+            if label is None:
+                if reference in self.bases_with_triggers:
+                    return df.ContextReads(reads=(), whole=f"the base {reference} has ONBUILD triggers (images.lock)")
+                return None  # an unpinned external base is taken to have none (lint warns when it has)
+            base = self.graph.targets[label]
+            if not isinstance(base, ImageTarget):
+                return None  # a rootfs image has no ONBUILD
+            text = df.read(self.root / base.dockerfile, path=base.dockerfile)
+            found = df.onbuild_reads(text, path=base.dockerfile, target=base.target)
+            for_child = tuple(replace(read, why=f"{read.why} (ONBUILD trigger of {label})") for read in found.reads)
+            return df.ContextReads(reads=for_child, whole=found.whole)
+
+        return triggers
 
     def _hash_entry(self, entry: ContextEntry | StatEntry) -> str:
         if isinstance(entry, StatEntry) or entry.kind is EntryKind.FILE:

@@ -5,7 +5,8 @@ Two sources of findings, one shape (:class:`Finding`):
 - ``hadolint`` (:mod:`orchestrator.lint.hadolint`): the DL/SC rules, run once per Dockerfile;
 - the family checks (:mod:`orchestrator.lint.family`): ``ORC001`` floating external bases,
   ``ORC002`` root final stage, ``ORC003`` missing OCI labels, ``ORC004`` large context without
-  ``.dockerignore``, ``ORC005`` an external base found nowhere (a typo, or not pulled).
+  ``.dockerignore``, ``ORC005`` an external base found nowhere (a typo, or not pulled), ``ORC006``
+  an unpinned external base with ONBUILD triggers.
 
 :mod:`orchestrator.lint.report` attaches them to targets, applies each target's ``lint_ignore``
 (``ORC900`` names an entry that silenced nothing) and renders the result. The library never

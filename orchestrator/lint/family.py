@@ -21,6 +21,11 @@ Rules (IDs are stable; silence one per target with ``lint_ignore = {"ORC002": "w
   (``debian:bookwrom``), or a base to pull first, since builds never pull unpinned bases. When
   that registry cannot be reached (or no engine answers), an ``info`` finding says it could not
   be checked. Checked only when lint is given a resolver (the CLI always gives one).
+- ``ORC006`` warning: a FROM of an external base that images.lock does not pin, whose image in the
+  engine has ONBUILD triggers. The triggers run in the child's build and may read any of its
+  context, which the key cannot see; pinned (``orchestrator lock``), the base is recorded with its
+  triggers and the child's whole context becomes an input. Unpinned bases the engine does not hold
+  are taken to have none. Checked only when lint is given a resolver.
 
 The Dockerfile is read with :mod:`orchestrator.dockerfile`, the parser the graph uses.
 """
@@ -47,6 +52,7 @@ ROOT_USER = "ORC002"
 OCI_LABELS = "ORC003"
 NO_DOCKERIGNORE = "ORC004"
 UNKNOWN_BASE = "ORC005"
+TRIGGERED_BASE = "ORC006"
 UNUSED_IGNORE = "ORC900"
 
 RULES: dict[str, tuple[Level, str]] = {
@@ -55,6 +61,7 @@ RULES: dict[str, tuple[Level, str]] = {
     OCI_LABELS: (Level.warning, "missing OCI labels"),
     NO_DOCKERIGNORE: (Level.warning, "large build context without .dockerignore"),
     UNKNOWN_BASE: (Level.warning, "external base found nowhere (info: could not be checked)"),
+    TRIGGERED_BASE: (Level.warning, "unpinned external base with ONBUILD triggers"),
     UNUSED_IGNORE: (Level.info, "unused lint_ignore entry"),
 }
 
@@ -88,9 +95,10 @@ class _User:
 
 
 class FamilyChecks:
-    """ORC001-ORC005 for the targets of one graph; Dockerfiles are read and analysed once.
+    """ORC001-ORC006 for the targets of one graph; Dockerfiles are read and analysed once.
 
-    ORC005 needs ``bases`` (the engine and registries to look in); without it, it is not checked.
+    ORC005 and ORC006 need ``bases`` (the engine and registries to look in); without it, they are
+    not checked.
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class FamilyChecks:
                 *self._root_user(node, target),
                 *self._labels(node),
                 *self._unknown_bases(node, target),
+                *self._triggered_bases(node, target),
             ):
                 found.setdefault((finding.rule, finding.line, finding.message), finding)
         if (large := self._large_context(target)) is not None:
@@ -260,6 +269,25 @@ class FamilyChecks:
             elif check.presence is Presence.unknown:
                 message = f"could not check the external base {shown}: {check.why}"
                 yield self._finding(UNKNOWN_BASE, target, ref.line, message, level=Level.info)
+
+    # --- ORC006 -----------------------------------------------------------------------------------
+
+    def _triggered_bases(self, node: Node, target: ImageTarget) -> Iterable[Finding]:
+        if self.bases is None:
+            return
+        externals = set(self.graph.node_deps[node].externals)
+        for ref in self._parse(node).info.image_refs:
+            if ref.kind != "from" or ref.reference not in externals:
+                continue  # triggers run only in a build FROM the image
+            if self.lock is not None and self.lock.pin(ref.reference, node.platform) is not None:
+                continue
+            if self.bases.engine_triggers(ref.reference):
+                message = (
+                    f"external base FROM {ref.reference} is an unpinned base with ONBUILD triggers: the key does "
+                    "not see what they read; run `orchestrator lock` to pin it (a pinned base with triggers "
+                    "makes the whole context an input)"
+                )
+                yield self._finding(TRIGGERED_BASE, target, ref.line, message)
 
     # --- Helpers ----------------------------------------------------------------------------------
 

@@ -68,8 +68,8 @@ def lint(
 ) -> LintReport:
     """hadolint and the family checks on the image targets among ``labels``.
 
-    ``bases``: where ORC005 looks for external bases images.lock (``lock``) does not pin; without
-    it, ORC005 is not checked.
+    ``bases``: where ORC005 and ORC006 look for external bases images.lock (``lock``) does not
+    pin; without it, they are not checked.
     """
     targets = [t for label in sorted(set(labels)) if isinstance(t := graph.targets[label], ImageTarget)]
     family = FamilyChecks(root, graph, lock=lock, bases=bases)

@@ -200,7 +200,6 @@ class Execution:
                 _, parent_record = self.done[parent.node]
             parent_images[parent.node] = (parent_record.image, parent_record.image_id)
         return image_request(
-            root=self.loaded.root,
             target=target,
             node=node,
             key=planned.key,

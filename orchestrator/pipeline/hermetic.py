@@ -13,7 +13,7 @@ and pinned:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from orchestrator.core.imageref import ImageReference
@@ -22,6 +22,7 @@ from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import Executor
 from orchestrator.errors import OrchestratorError
 from orchestrator.graph.graph import TargetGraph
+from orchestrator.registry.pins import Presence, Resolver
 from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin
 
 
@@ -35,6 +36,10 @@ class PinnedImageMissing(OrchestratorError):
 
 class BaseWrongPlatform(OrchestratorError):
     """An unpinned external base the engine holds only for another platform (exit 2)."""
+
+
+class BaseNotFound(OrchestratorError):
+    """An unpinned external base neither the engine nor the registry its reference names has (exit 2)."""
 
 
 def is_hermetic(target: Target, settings: WorkspaceSettings) -> bool:
@@ -96,13 +101,14 @@ def check_pinned_images(graph: TargetGraph, lock: Lock | None, nodes: Iterable[N
 
 def check_base_platforms(
     graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node], executor: Executor, root: Path
-) -> None:
+) -> set[str]:
     """Every unpinned external base the nodes build on, when the engine has it, is for their platform.
 
     Builds never pull (``pull=0``), and an engine holds one image per name: a base imported or
     pulled for linux/amd64 cannot serve a linux/arm64 build. ``orchestrator lock`` says so when
-    pinning; this says it at planning, before anything is built. A base the engine lacks is left to
-    the build (a target may still produce it, or the error names it there).
+    pinning; this says it at planning, before anything is built. Each reference is inspected once.
+
+    Returns the unpinned bases the engine lacks, for :func:`check_bases_found`.
     """
     problems: dict[tuple[str, str], tuple[str, list[Node]]] = {}
     found: dict[str, str | None] = {}  # reference -> the engine's platform for it (None: not there)
@@ -121,6 +127,7 @@ def check_base_platforms(
             if normalize(have) in _from_platforms(graph, node, reference, root):
                 continue  # FROM --platform=<the engine's platform> <reference>: the build uses that one
             problems.setdefault((reference, node.platform), (have, []))[1].append(node)
+    absent = {reference for reference, have in found.items() if have is None}
     if problems:
         shown = "; ".join(
             f"{ref} for {platform} (used by {', '.join(str(n.label) for n in users)}): "
@@ -133,6 +140,41 @@ def check_base_platforms(
             "platform, pull it for that platform under another name, or build only the platform the "
             "engine has (--platform)"
         )
+    return absent
+
+
+def check_bases_found(
+    graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node], absent: Collection[str], resolver: Resolver
+) -> None:
+    """Every unpinned external base of the nodes that the engine lacks is in the registry it names.
+
+    ``absent``: the references :func:`check_base_platforms` found missing from the engine; only
+    those are looked for again (:meth:`Resolver.exists`, once per reference). A base found nowhere (a
+    typo, or an image never pulled: builds never pull unpinned bases, and Docker's default registry
+    is not asked) fails the build before anything is built, naming the base and its users. A base
+    whose registry cannot be reached is left to the build (the engine's pull names the problem).
+    """
+    problems: dict[str, tuple[str, list[Node]]] = {}
+    for node in sorted(nodes):
+        for reference in graph.node_deps[node].externals:
+            if reference not in absent:
+                continue
+            if lock is not None and lock.pin(reference, node.platform) is not None:
+                continue  # pinned for this platform: check_pinned_images checks it
+            check = resolver.exists(reference)
+            if check.presence is Presence.missing:
+                problems.setdefault(reference, (check.why, []))[1].append(node)
+    if problems:
+        shown = "; ".join(f"{ref} (used by {_users(users)}): {why}" for ref, (why, users) in sorted(problems.items()))
+        raise BaseNotFound(
+            f"cannot find the base image {shown}. Nothing was built: fix the reference if it is a typo, "
+            "or pull or load the image into the engine (docker pull / docker load; then orchestrator lock "
+            f"can pin it in {LOCK_FILE}), or name a registry that has it"
+        )
+
+
+def _users(nodes: Iterable[Node]) -> str:
+    return ", ".join(sorted({str(node.label) for node in nodes}))
 
 
 def _from_platforms(graph: TargetGraph, node: Node, reference: str, root: Path) -> set[str]:

@@ -11,7 +11,6 @@ that the Dockerfile and every context file sent are what the key names (or fail 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from orchestrator.workspace.provenance import BASE_DIGEST, BASE_NAME
 
 ROOTFS_MEMBER = "rootfs.tar"
 ROOTFS_DOCKERFILE = f"FROM scratch\nADD {ROOTFS_MEMBER} /\n"
-OUTSIDE_DOCKERFILE = ".orchestrator/Dockerfile"  # where a Dockerfile from outside the context goes
+# Where the rebound Dockerfile goes in the context tar, wherever the user's lies: the user's own stays
+# at its path, unchanged, so ``COPY . .`` copies it as Docker would (engine/tarball.py hides ours).
+SENT_DOCKERFILE = ".orchestrator.Dockerfile"
 
 
 def log_path(cache_dir: Path, node: Node, key: str) -> str:
@@ -54,7 +55,6 @@ def read_dockerfile(root: Path, target: ImageTarget) -> bytes:
 
 def image_request(
     *,
-    root: Path,
     target: ImageTarget,
     node: Node,
     key: str,
@@ -97,14 +97,11 @@ def image_request(
         if parent.kind == "from" and parent.reference == base:
             labels[BASE_DIGEST] = parent_images[parent.node][1]
     labels[KEY_LABEL] = key
-    dockerfile_rel = Path(os.path.relpath(root / target.dockerfile, root / target.context)).as_posix()
-    inside = not dockerfile_rel.startswith("..")
     check = ContextCheck(
         node=str(node),
         algorithm=algorithm,
         expected=inputs_digest,
         dockerfile_hash=hash_bytes(dockerfile, algorithm),
-        dockerfile_entry=dockerfile_rel if inside and any(e.path == dockerfile_rel for e in entries) else None,
     )
     return BuildRequest(
         node=node,
@@ -112,7 +109,7 @@ def image_request(
         image=image,
         context=entries,
         context_check=check,
-        dockerfile_path=dockerfile_rel if inside else OUTSIDE_DOCKERFILE,
+        dockerfile_path=SENT_DOCKERFILE,
         dockerfile_text=rebound,
         build_args=target.build_args,
         target=target.target,

@@ -29,13 +29,19 @@ from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.execute import Executed, Execution, Listener
-from orchestrator.pipeline.hermetic import check_base_platforms, check_hermetic, check_pinned_images
+from orchestrator.pipeline.hermetic import (
+    check_base_platforms,
+    check_bases_found,
+    check_hermetic,
+    check_pinned_images,
+)
 from orchestrator.pipeline.options import BuildOptions, Terminated
 from orchestrator.pipeline.plan import Known, Plan, make_plan, use_remote
 from orchestrator.pipeline.promote import promote, publish_selected
 from orchestrator.pipeline.summary import BuildSummary, NodeReport, all_reports, prefer_work_done
 from orchestrator.registry.cache import Level, Notice, RemoteCache
-from orchestrator.registry.pins import check_locked
+from orchestrator.registry.client import Registry
+from orchestrator.registry.pins import Resolver, check_locked
 from orchestrator.workspace.loading import LoadedWorkspace
 from orchestrator.workspace.provenance import workspace_labels
 
@@ -94,6 +100,7 @@ def run(
     if request.dry_run:
         return Result(plan=plan, summary=None)
     assert connected is not None
+    pipeline.check_bases(plan)
     check_runnable(connected, {p.node.platform for p in plan.to_build} | request.commands_on)
     shown = len(remote.notices) if remote is not None else 0
     result = Result(plan=plan, summary=pipeline.run(plan))
@@ -159,6 +166,7 @@ class Pipeline:
         options: BuildOptions,
         listener: Listener | None = None,
         remote: RemoteCache | None = None,
+        base_registries: Callable[[str], Registry] = Registry,
     ) -> None:
         self.loaded = loaded
         self.graph = loaded.graph
@@ -169,6 +177,8 @@ class Pipeline:
         self.options = options
         self.listener = listener
         self.remote = remote
+        self.base_registries = base_registries  # where an unpinned base the engine lacks is looked for
+        self.absent_bases: set[str] = set()  # unpinned bases of the nodes to build that the engine lacks
         self.computer: KeyComputer | None = None
         self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
         self._keys: list[NodeKey] = []
@@ -228,8 +238,27 @@ class Pipeline:
         if self.executor is not None:
             to_build = [p.node for p in plan.to_build]
             check_pinned_images(self.graph, self.loaded.lock, to_build, self.executor)
-            check_base_platforms(self.graph, self.loaded.lock, to_build, self.executor, self.loaded.root)
+            self.absent_bases = check_base_platforms(
+                self.graph, self.loaded.lock, to_build, self.executor, self.loaded.root
+            )
         return plan
+
+    def check_bases(self, plan: Plan) -> None:
+        """BaseNotFound for an unpinned base of a node to build found nowhere (before anything is built).
+
+        Only the nodes to build need their bases: a cached node, or one the registry cache holds,
+        needs none. Looked for only among what the last :meth:`plan` found missing from the engine.
+        Not part of :meth:`plan`: a dry run plans on a machine that may never build.
+        """
+        if not self.absent_bases:
+            return
+        resolver = Resolver(self.executor, registry_factory=self.base_registries)
+        try:
+            check_bases_found(
+                self.graph, self.loaded.lock, [p.node for p in plan.to_build], self.absent_bases, resolver
+            )
+        finally:
+            resolver.close()
 
     def _known(self, keys: list[NodeKey]) -> Known:
         """What the local cache holds for ``keys``: their records, and why a key without one is new."""

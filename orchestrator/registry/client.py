@@ -207,6 +207,26 @@ class Registry:
             raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
         return media_type, body, digest
 
+    def image_config(self, repository: str, reference: str) -> dict[str, Any] | None:
+        """The image config (its JSON) of the single-image manifest ``reference`` (a tag or digest).
+
+        None when ``reference`` is an index or an artifact without an image config. The blob is
+        checked against its digest.
+        """
+        remote = self.remote_repository(repository)
+        media_type, body, _ = self.manifest_bytes(repository, reference)
+        manifest = _json_object(body, f"{self.address}: the manifest {remote}{_separator(reference)}{reference}")
+        digest = _config_digest(media_type, manifest)
+        if digest is None:
+            return None
+        action = f"reading the image config {remote}@{digest}"
+        with self._response("GET", f"/v2/{remote}/blobs/{digest}", scope=_pull(remote), action=action) as response:
+            self._check(response, action)
+            blob = self._content(response, action)
+        if digest.startswith("sha256:") and (actual := _sha256(blob)) != digest:
+            raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
+        return _json_object(blob, f"{self.address}: the image config {remote}@{digest}")
+
     # --- writing -------------------------------------------------------------------------------
 
     def tag_manifest(self, repository: str, source: RemoteImage, tag: str) -> str:

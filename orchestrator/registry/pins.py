@@ -11,8 +11,15 @@ A reference is resolved for one platform, in this order:
 An unqualified reference (``alpine:3.19``) lives in Docker's default registry, which the
 orchestrator does not ask: pull it first (then the engine has it) or name a registry.
 
+Each pin also records whether the image has ONBUILD triggers (``Pin.onbuild``): from the image
+config the pin's digest names, the registry's config blob of the platform's manifest or the
+engine's inspect (``Config.OnBuild``). For a reference that carries its digest, whichever of the
+two answers for that digest (the registry first); when neither can, no triggers are recorded.
+
 ``Resolver.exists`` answers a weaker question for ``lint`` (ORC005): is an unpinned base anywhere
 a build could use it from, the engine (any platform), or the registry its reference names?
+``Resolver.engine_triggers`` another (ORC006): does the engine's image of that name have ONBUILD
+triggers?
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.core.imageref import ImageReference
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
-from orchestrator.engine.api import Executor
+from orchestrator.engine.api import Executor, ImageInfo
 from orchestrator.errors import OrchestratorError
 from orchestrator.graph.graph import TargetGraph
 from orchestrator.registry.client import INDEX_TYPES, Registry, RegistryError, RegistryUnavailable
@@ -67,6 +75,7 @@ class Resolver:
         self.registry_factory = registry_factory
         self._registries: dict[str, Registry] = {}
         self._checked: dict[str, BaseCheck] = {}
+        self._inspected: dict[str, ImageInfo | None] = {}
 
     def exists(self, reference: str) -> BaseCheck:
         """Whether the engine (for any platform) or the registry ``reference`` names has it; asked once."""
@@ -78,7 +87,7 @@ class Resolver:
         parsed = ImageReference.parse(reference)
         if parsed.digest is not None:
             return BaseCheck(presence=Presence.found, why="")
-        if self.executor is not None and self.executor.inspect(reference) is not None:
+        if self._engine_image(reference) is not None:
             return BaseCheck(presence=Presence.found, why="")
         engine = "the engine does not have it" if self.executor is not None else "no Docker engine to ask"
         host = _registry_host(parsed)
@@ -97,10 +106,24 @@ class Resolver:
             return BaseCheck(presence=Presence.found, why="")
         return BaseCheck(presence=Presence.missing, why=f"{engine}, and the registry {host} has no {path}:{parsed.tag}")
 
+    def engine_triggers(self, reference: str) -> bool:
+        """Whether the engine holds an image named ``reference`` (any platform) with ONBUILD triggers."""
+        info = self._engine_image(reference)
+        return info is not None and info.onbuild
+
+    def _engine_image(self, reference: str) -> ImageInfo | None:
+        """The engine's image named ``reference``, inspected once (None without one, or without an engine)."""
+        if self.executor is None:
+            return None
+        if reference not in self._inspected:
+            self._inspected[reference] = self.executor.inspect(reference)
+        return self._inspected[reference]
+
     def resolve(self, reference: str, platform: str) -> Pin:
         parsed = ImageReference.parse(reference)
         if parsed.digest is not None:
-            return Pin(digest=parsed.digest, source="reference")
+            onbuild = self._digest_triggers(reference, parsed, platform)
+            return Pin(digest=parsed.digest, source="reference", onbuild=onbuild)
         reasons = []
         host = _registry_host(parsed)
         if host is not None:
@@ -111,7 +134,7 @@ class Resolver:
             else:
                 why = f"the registry {host} has no {parsed.repository.partition('/')[2]}:{parsed.tag}"
             if found is not None:
-                return Pin(digest=found, source="registry")
+                return found
             reasons.append(why)
         pin, why = self._from_engine(reference, platform)
         if pin is not None:
@@ -123,23 +146,46 @@ class Resolver:
         for registry in self._registries.values():
             registry.close()
 
-    def _from_registry(self, host: str, parsed: ImageReference, platform: str) -> str | None:
+    def _from_registry(self, host: str, parsed: ImageReference, platform: str) -> Pin | None:
         registry = self._registries.setdefault(host, self.registry_factory(host))
         tag = parsed.tag or "latest"
-        image = registry.lookup(parsed.repository, tag)
+        path = parsed.repository.partition("/")[2]  # the repository inside the registry, as ``exists`` asks
+        image = registry.lookup(path, tag)
         if image is None:
             return None
         if image.media_type not in INDEX_TYPES:
             if normalize(image.platform) != normalize(platform):
                 raise RegistryError(f"{parsed} in {host} is for {image.platform}, not {platform}")
-            return image.digest
-        _, body, _ = registry.manifest_bytes(parsed.repository, image.digest)
-        for entry in json.loads(body).get("manifests", []):
-            wanted = entry.get("platform") or {}
-            found = "/".join(p for p in (wanted.get("os"), wanted.get("architecture"), wanted.get("variant")) if p)
-            if found and normalize(found) == normalize(platform):
-                return str(entry["digest"])
-        raise RegistryError(f"{parsed} in {host} has no image for {platform}")
+            digest = image.digest
+        else:
+            _, body, _ = registry.manifest_bytes(path, image.digest)
+            digest = _platform_entry(body, platform) or ""
+            if not digest:
+                raise RegistryError(f"{parsed} in {host} has no image for {platform}")
+        onbuild = _has_triggers(registry.image_config(path, digest))
+        return Pin(digest=digest, source="registry", onbuild=onbuild)
+
+    def _digest_triggers(self, reference: str, parsed: ImageReference, platform: str) -> bool:
+        """Whether the image a digest names (for ``platform``) has ONBUILD triggers; False when nobody can tell.
+
+        Asked of the registry the reference names, then of the engine; neither is required to answer.
+        """
+        assert parsed.digest is not None
+        host = _registry_host(parsed)
+        if host is not None:
+            registry = self._registries.setdefault(host, self.registry_factory(host))
+            path = parsed.repository.partition("/")[2]
+            try:
+                media_type, body, _ = registry.manifest_bytes(path, parsed.digest)
+                digest = _platform_entry(body, platform) if media_type in INDEX_TYPES else parsed.digest
+                if digest is not None:
+                    return _has_triggers(registry.image_config(path, digest))
+            except (RegistryUnavailable, RegistryError, ValueError):
+                pass  # the engine may know
+        info = self._engine_image(reference)
+        if info is not None and normalize(info.platform) == normalize(platform):
+            return info.onbuild
+        return False
 
     def _from_engine(self, reference: str, platform: str) -> tuple[Pin | None, str]:
         if self.executor is None:
@@ -149,7 +195,7 @@ class Resolver:
             return None, f"the engine has no image {reference} (pull or import it first)"
         if normalize(info.platform) != normalize(platform):
             return None, f"the engine's {reference} is for {info.platform}, not {platform}"
-        return Pin(digest=info.image_id, source="engine"), ""
+        return Pin(digest=info.image_id, source="engine", onbuild=info.onbuild), ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +204,8 @@ class LockChange:
     platform: str
     old: str | None  # None: newly pinned
     new: str | None  # None: dropped (no target uses it any more)
+    onbuild: bool = False  # the new pin has ONBUILD triggers
+    old_onbuild: bool = False  # the old pin had them
 
 
 def updated_lock(
@@ -181,13 +229,23 @@ def updated_lock(
         pin = old
         if pin is None or refresh_all or reference in wanted:
             pin = resolver.resolve(reference, platform)
-        if old is None or old.digest != pin.digest:
-            old_digest = None if old is None else old.digest
-            changes.append(LockChange(reference=reference, platform=platform, old=old_digest, new=pin.digest))
+        if old is None or (old.digest, old.onbuild) != (pin.digest, pin.onbuild):
+            changes.append(
+                LockChange(
+                    reference=reference,
+                    platform=platform,
+                    old=None if old is None else old.digest,
+                    new=pin.digest,
+                    onbuild=pin.onbuild,
+                    old_onbuild=old is not None and old.onbuild,
+                )
+            )
         bases.setdefault(reference, {})[platform] = pin
     for reference, platform, pin in lock.pins() if lock is not None else ():
         if (reference, platform) not in in_use:
-            changes.append(LockChange(reference=reference, platform=platform, old=pin.digest, new=None))
+            changes.append(
+                LockChange(reference=reference, platform=platform, old=pin.digest, new=None, old_onbuild=pin.onbuild)
+            )
     return Lock(bases), changes
 
 
@@ -248,6 +306,22 @@ def outdated_bases(graph: TargetGraph, lock: Lock, resolver: Resolver) -> list[O
             )
         )
     return found
+
+
+def _platform_entry(index: bytes, platform: str) -> str | None:
+    """The digest of the manifest for ``platform`` in an index (its JSON), or None."""
+    for entry in json.loads(index).get("manifests", []):
+        wanted = entry.get("platform") or {}
+        found = "/".join(p for p in (wanted.get("os"), wanted.get("architecture"), wanted.get("variant")) if p)
+        if found and normalize(found) == normalize(platform):
+            return str(entry["digest"])
+    return None
+
+
+def _has_triggers(config: Mapping[str, Any] | None) -> bool:
+    """Whether an image config (its JSON) has ONBUILD triggers: a non-empty ``config.OnBuild``."""
+    inner = (config or {}).get("config")
+    return isinstance(inner, dict) and bool(inner.get("OnBuild"))
 
 
 def _registry_host(parsed: ImageReference) -> str | None:

@@ -5,7 +5,7 @@
       "bases": {
         "debian:bookworm": {
           "linux/amd64": {"digest": "sha256:...", "source": "engine"},
-          "linux/arm64": {"digest": "sha256:...", "source": "registry"}
+          "linux/arm64": {"digest": "sha256:...", "onbuild": true, "source": "registry"}
         }
       }
     }
@@ -13,8 +13,12 @@
 ``source`` says what the digest is: ``engine``, the image ID of a base imported into the local
 engine (a build names it ``sha256:<id>``); ``registry``, the manifest digest of the platform's image
 in the registry the reference names (a build names it ``repository@sha256:...``); ``reference``, a
-digest the Dockerfile itself already gives. The file is written sorted, with a final newline, so a
-lock that did not change is byte for byte the same.
+digest the Dockerfile itself already gives. ``onbuild`` is there, ``true``, only when the pinned
+image has ONBUILD triggers (a non-empty ``config.OnBuild`` in its image config): they run in the
+child's build and may read any of its context, so the child's whole context is an input of its key.
+Without the field the image has none (or, for a ``reference`` pin nothing could be asked of, none
+was seen). The file is written sorted, with a final newline, so a lock that did not change is byte
+for byte the same, and a lock written before ``onbuild`` existed reads the same.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ SOURCES = ("engine", "registry", "reference")
 class Pin:
     digest: str
     source: str
+    onbuild: bool = False  # the image has ONBUILD triggers (its users' whole context is an input)
 
     def reference(self, written: str) -> str:
         """What a build names instead of ``written``: the exact image this pin stands for."""
@@ -64,6 +69,10 @@ class Lock:
     def digests(self) -> dict[tuple[str, str], str]:
         """(reference, platform) -> digest, what keys are made from."""
         return {(reference, platform): pin.digest for reference, platform, pin in self.pins()}
+
+    def bases_with_triggers(self) -> frozenset[str]:
+        """The references pinned, for at least one platform, to an image with ONBUILD triggers."""
+        return frozenset(reference for reference, _, pin in self.pins() if pin.onbuild)
 
 
 def lock_path(root: Path) -> Path:
@@ -107,9 +116,12 @@ def write_lock(root: Path, lock: Lock) -> bool:
 
 
 def _to_json(lock: Lock) -> dict[str, Any]:
-    bases: dict[str, dict[str, dict[str, str]]] = {}
+    bases: dict[str, dict[str, dict[str, str | bool]]] = {}
     for reference, platform, pin in lock.pins():
-        bases.setdefault(reference, {})[platform] = {"digest": pin.digest, "source": pin.source}
+        written: dict[str, str | bool] = {"digest": pin.digest, "source": pin.source}
+        if pin.onbuild:
+            written["onbuild"] = True  # only when true: locks without triggers keep their bytes
+        bases.setdefault(reference, {})[platform] = written
     return {"version": LOCK_VERSION, "bases": bases}
 
 
@@ -121,21 +133,30 @@ def _from_json(data: Any) -> Lock:
         for written, pin in platforms.items():
             if pin["source"] not in SOURCES or not str(pin["digest"]).startswith("sha256:"):
                 raise ValueError(f"{reference} {written}: bad pin {pin!r}")
+            onbuild = pin.get("onbuild", False)
+            if not isinstance(onbuild, bool):
+                raise ValueError(f"{reference} {written}: bad pin {pin!r} (onbuild is true or false)")
             try:
                 platform = canonical(written)  # keys look pins up by the normalized platform
             except UsageError as error:
                 raise WorkspaceError(f"{reference}: {error.message}", location=Location(LOCK_FILE)) from None
-            made = Pin(digest=pin["digest"], source=pin["source"])
+            made = Pin(digest=pin["digest"], source=pin["source"], onbuild=onbuild)
             if bases.get(reference, {}).get(platform, made) != made:
                 raise WorkspaceError(
-                    f"{reference} is pinned twice for {platform}, to different digests", location=Location(LOCK_FILE)
+                    f"{reference} is pinned twice for {platform}, differently", location=Location(LOCK_FILE)
                 )
             bases.setdefault(reference, {})[platform] = made
     return Lock(bases)
 
 
 def changed_pins(before: Lock | None, after: Lock | None) -> set[tuple[str, str]]:
-    """(reference, platform) pairs pinned differently (or only) in one of the two locks."""
-    old = before.digests() if before is not None else {}
-    new = after.digests() if after is not None else {}
+    """(reference, platform) pairs pinned differently (another digest, or triggers) or only in one lock."""
+    old = _pinned(before)
+    new = _pinned(after)
     return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+
+
+def _pinned(lock: Lock | None) -> dict[tuple[str, str], tuple[str, bool]]:
+    if lock is None:
+        return {}
+    return {(reference, platform): (pin.digest, pin.onbuild) for reference, platform, pin in lock.pins()}

@@ -9,6 +9,11 @@ to call from the scheduler's worker threads.
 
     fake = FakeExecutor(fail={"//app:web"}, durations={"//base:os": 0.2})
     fake.add_image("debian:bookworm", labels={})  # an image the engine already has
+    FakeExecutor(bases=FAMILY_BASES)  # holds the external bases of tests/workspaces.py's family
+
+A build fails before anything is built on an unpinned external base the engine lacks (and no
+registry has): a test that builds on external bases gives them to the fake (``bases=``,
+``add_image``), as a developer pulls them first.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class FakeImage:
     tags: set[str] = field(default_factory=set)
     size: int = 0  # bytes, as docker images shows it
     created: int = 0  # Unix time
+    onbuild: bool = False  # has ONBUILD triggers
 
     def info(self) -> ImageInfo:
         os_, arch, *variant = self.platform.split("/")
@@ -61,6 +67,7 @@ class FakeImage:
             architecture=arch,
             variant=variant[0] if variant else None,
             repo_tags=tuple(sorted(self.tags)),
+            onbuild=self.onbuild,
         )
 
 
@@ -71,6 +78,7 @@ class FakeExecutor:
     ``durations``: seconds a build of a label takes (else ``default_duration``); the wait ends early,
     with BuildFailed, when the build is cancelled. ``daemon_up=False`` makes every call raise
     DaemonUnavailable. ``write_logs`` writes a small log at each request's ``log_path``.
+    ``bases``: references of images the engine already holds (external bases, for ``native``).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class FakeExecutor:
         write_logs: bool = False,
         registry: FakeRegistry | None = None,
         native: str = "linux/amd64",
+        bases: Collection[str] = (),
     ) -> None:
         self._fail = fail
         self._durations = dict(durations or {})
@@ -102,6 +111,8 @@ class FakeExecutor:
         self.running = 0
         self.max_running = 0
         self.closed = False  # close() was called (the fake goes on answering)
+        for reference in bases:
+            self.add_image(reference, platform=native)
 
     # --- the Executor protocol ---------------------------------------------------------------
 

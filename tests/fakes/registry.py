@@ -2,7 +2,8 @@
 
 The FakeExecutor pushes to and pulls from it (``FakeExecutor(registry=...)``). ``up=False`` makes
 every call raise RegistryUnavailable; ``poison`` puts another image under a tag; ``indexes`` holds
-what ``put_index`` was given.
+what ``put_index`` was given; ``configs`` the image config a manifest's ``image_config`` answers
+(by manifest digest; by default one made of the image's platform and labels).
 
     registry = FakeRegistry()
     fake = FakeExecutor(registry=registry)
@@ -14,9 +15,16 @@ import hashlib
 import threading
 import types
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.registry.client import OCI_INDEX, ManifestInfo, RegistryUnavailable, RemoteImage, index_digest
+from orchestrator.registry.client import (
+    OCI_INDEX,
+    ManifestInfo,
+    RegistryError,
+    RegistryUnavailable,
+    RemoteImage,
+    index_digest,
+)
 
 if TYPE_CHECKING:
     from orchestrator.registry.cache import RegistryClient
@@ -34,6 +42,7 @@ class FakeRegistry:
         self.created: dict[str, str] = {}  # manifest digest -> its image's creation time (ISO 8601)
         self.blobs: dict[str, tuple[tuple[str, int], ...]] = {}  # manifest digest -> (blob, size) it uses
         self.deleted: list[tuple[str, str]] = []  # (repository, digest) of every manifest deleted
+        self.configs: dict[str, dict[str, Any]] = {}  # manifest digest -> its image config, when not the default
         self._lock = threading.Lock()
 
     # --- the RegistryClient protocol -----------------------------------------------------------
@@ -74,6 +83,28 @@ class FakeRegistry:
             self.indexes[(repository, tag)] = tuple(sorted(images, key=lambda i: i.platform))
             self.manifests[(repository, tag)] = index
         return digest
+
+    def image_config(self, repository: str, reference: str) -> dict[str, Any] | None:
+        """The image config of a single-image manifest (tag or digest); None for an index."""
+        self._check_up()
+        with self._lock:
+            found = [
+                image
+                for (repo, tag), image in sorted(self.manifests.items())
+                if repo == repository and reference in (tag, image.digest)
+            ]
+            if not found:
+                raise RegistryError(f"{self.address}: reading the manifest {repository} {reference}: 404 not found")
+            image = found[0]
+            if image.media_type == OCI_INDEX:
+                return None
+            if image.digest in self.configs:
+                return dict(self.configs[image.digest])
+        os_, arch, *variant = image.platform.split("/")
+        config: dict[str, Any] = {"os": os_, "architecture": arch, "config": {"Labels": dict(image.labels)}}
+        if variant:
+            config["variant"] = variant[0]
+        return config
 
     def close(self) -> None:
         self.closed = True

@@ -20,6 +20,7 @@ from orchestrator.errors import InputChanged
 from orchestrator.keys.context import context_entries
 from orchestrator.keys.digests import hash_bytes
 from orchestrator.keys.inputs import ContextCheck, digest_manifest, inputs_manifest
+from orchestrator.pipeline.request import SENT_DOCKERFILE
 from tests.integration.conftest import TEST_LABEL
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def _request(tmp_path: Path, repo: str, body: str, *, base: str, files: dict[str
         key=key,
         image=f"{repo}:key-{key}",
         context=context_entries(ctx, Path("Dockerfile"), workspace_root=tmp_path),
-        dockerfile_path="Dockerfile",
+        dockerfile_path=SENT_DOCKERFILE,
         dockerfile_text=f"FROM {base}\nLABEL {TEST_LABEL}={repo}\n{body}",
         platform=host_platform(),
         labels=((KEY_LABEL, key), ("org.opencontainers.image.revision", "abc123")),
@@ -155,13 +156,11 @@ def test_same_size_edit_after_hashing_is_caught_before_anything_is_sent(
 ) -> None:
     request = _request(tmp_path, scratch_repo, "COPY hello.txt /\n", base=busybox_image, files={"hello.txt": "hi\n"})
     hashes = {e.path: hash_bytes((tmp_path / "ctx" / e.path).read_bytes(), "xxh3") for e in request.context}
-    hashes["Dockerfile"] = "dockerfile-hash"  # the request's Dockerfile replaces the context's
     check = ContextCheck(
         node=str(request.node),
         algorithm="xxh3",
         expected=digest_manifest(inputs_manifest("dockerfile-hash", request.context, hashes), "xxh3"),
         dockerfile_hash="dockerfile-hash",
-        dockerfile_entry="Dockerfile",
     )
     request = dataclasses.replace(request, context_check=check)
     docker_engine.build(request, threading.Event())  # the check passes while nothing changed

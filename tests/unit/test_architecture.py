@@ -21,6 +21,7 @@ CONFINED = {
     "docker": ("engine", "registry"),  # registry: the default registry's names (docker.auth)
     "diskcache": ("cache",),
     "starlark": ("workspace",),
+    "dockerfile": ("dockerfile",),  # BuildKit's parser (PyPI dockerfile), behind orchestrator/dockerfile/reads.py
     "requests": ("engine", "registry"),
     "urllib3": ("engine", "registry"),
     "http": ("engine", "registry"),  # the engine's own socket talk, and registry HTTP

@@ -116,6 +116,7 @@ def test_build_arg_target_and_platform_enter_the_key(family: ScratchWorkspace) -
 
 
 def test_symlink_is_keyed_by_its_target_text(family: ScratchWorkspace) -> None:
+    family.write({"base/Dockerfile": "FROM debian:bookworm\nCOPY motd link /etc/\n"})
     link = family.path("base/link")
     link.symlink_to("motd")
     before = family.keys()

@@ -557,3 +557,63 @@ def test_orc005_is_silenced_by_lint_ignore(workspace: ScratchWorkspace, monkeypa
     _, report = lint_json(workspace)
     assert [f for f in report["findings"] if f["rule"] == "ORC005"] == []
     assert [i["reason"] for i in report["ignored"] if i["rule"] == "ORC005"] == ["pulled by CI before the build"]
+
+
+# --- ORC006: unpinned external bases with ONBUILD triggers ----------------------------------------
+
+
+def orc006(ws: ScratchWorkspace) -> list[dict[str, Any]]:
+    _, report = lint_json(ws)
+    return [f for f in report["findings"] if f["rule"] == "ORC006"]
+
+
+def engine_with_triggers() -> FakeExecutor:
+    engine = FakeExecutor()
+    engine.images[engine.add_image("company/onbuild:1")].onbuild = True
+    engine.add_image("debian:bookworm")
+    return engine
+
+
+def test_an_unpinned_base_with_onbuild_triggers_is_orc006(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_bases(monkeypatch, engine_with_triggers())
+    dockerfile = "FROM company/onbuild:1 AS build\nFROM debian:bookworm\nCOPY --from=build /x /x\n" + OCI + "USER 1\n"
+    write_app(workspace, dockerfile)
+    [finding] = orc006(workspace)
+    assert (finding["level"], finding["line"], finding["target"]) == ("warning", 1, "//app:app")
+    assert finding["message"] == (
+        "external base FROM company/onbuild:1 is an unpinned base with ONBUILD triggers: the key does not see "
+        "what they read; run `orchestrator lock` to pin it (a pinned base with triggers makes the whole context "
+        "an input)"
+    )
+    assert workspace.run("lint").exit_code == 0  # a warning
+    assert workspace.run("lint", "--fail-on", "warning").exit_code == 1
+
+
+def test_triggers_of_a_pinned_base_or_of_a_copy_from_image_are_not_orc006(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_bases(monkeypatch, engine_with_triggers())
+    # COPY --from an image runs none of its triggers; debian:bookworm has none
+    write_app(workspace, "FROM debian:bookworm\nCOPY --from=company/onbuild:1 /x /x\n" + OCI + "USER 1\n")
+    assert orc006(workspace) == []
+    write_app(workspace, "FROM company/onbuild:1\n" + OCI + "USER 1\n")
+    assert len(orc006(workspace)) == 1
+    pin = {"digest": "sha256:" + "1" * 64, "source": "engine", "onbuild": True}
+    workspace.write(
+        {
+            "WORKSPACE": 'workspace(platforms = ["linux/amd64"])\n',
+            "images.lock": json.dumps({"version": 1, "bases": {"company/onbuild:1": {"linux/amd64": pin}}}),
+        }
+    )
+    assert orc006(workspace) == []  # pinned: its triggers are recorded, the key takes the whole context
+
+
+def test_orc006_is_silenced_by_lint_ignore(workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_bases(monkeypatch, engine_with_triggers())
+    build = 'image(name = "app", lint_ignore = {"ORC006": "its triggers read nothing"})\n'
+    write_app(workspace, "FROM company/onbuild:1\n" + OCI + "USER 1\n", build)
+    _, report = lint_json(workspace)
+    assert [f for f in report["findings"] if f["rule"] == "ORC006"] == []
+    assert [i["reason"] for i in report["ignored"] if i["rule"] == "ORC006"] == ["its triggers read nothing"]

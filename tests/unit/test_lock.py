@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -12,10 +13,13 @@ from orchestrator.errors import WorkspaceError
 from orchestrator.pipeline.hermetic import HermeticError, PinnedImageMissing, check_hermetic, check_pinned_images
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.run import Pipeline
+from orchestrator.registry.client import Registry
 from orchestrator.registry.pins import LockError, Resolver, check_locked, outdated_bases, updated_lock
+from orchestrator.workspace import lockfile
 from orchestrator.workspace.loading import load
-from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin, read_lock, write_lock
+from orchestrator.workspace.lockfile import LOCK_FILE, Lock, Pin, changed_pins, parse_lock, read_lock, write_lock
 from tests.fakes.executor import FakeExecutor
+from tests.fakes.registry import FakeRegistry
 from tests.workspaces import ScratchWorkspace
 
 # The family's external bases in use (golang:1.21 is only in a stage nothing needs).
@@ -250,6 +254,11 @@ class _IndexRegistry:
         ]
         return "application/vnd.oci.image.index.v1+json", json.dumps({"manifests": manifests}).encode(), reference
 
+    def image_config(self, repository: str, reference: str) -> dict[str, object]:
+        """Only the arm64 image has ONBUILD triggers."""
+        triggers = ["COPY . /src"] if reference == "sha256:" + "b" * 64 else None
+        return {"os": "linux", "config": {"OnBuild": triggers}}
+
     def close(self) -> None:
         pass
 
@@ -258,8 +267,144 @@ def test_a_multi_platform_tag_is_pinned_per_platform_from_its_index() -> None:
     resolver = Resolver(None, registry_factory=_IndexRegistry)  # type: ignore[arg-type]
     reference = "registry.example.com:5000/team/base:1"
     assert resolver.resolve(reference, "linux/amd64") == Pin(digest="sha256:" + "a" * 64, source="registry")
-    assert resolver.resolve(reference, "linux/arm64") == Pin(digest="sha256:" + "b" * 64, source="registry")
+    assert resolver.resolve(reference, "linux/arm64") == Pin(
+        digest="sha256:" + "b" * 64, source="registry", onbuild=True
+    )
     with pytest.raises(LockError, match="has no image for linux/s390x; no Docker engine to ask"):
         resolver.resolve(reference, "linux/s390x")
     digest_given = "debian@sha256:" + "c" * 64
     assert resolver.resolve(digest_given, "linux/amd64") == Pin(digest="sha256:" + "c" * 64, source="reference")
+
+
+# --- ONBUILD triggers of pinned bases ------------------------------------------------------------
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+def test_onbuild_is_written_only_when_true_and_read_back() -> None:
+    lock = Lock(
+        {
+            "gcc:13": {"linux/amd64": Pin(digest=DIGEST_A, source="engine", onbuild=True)},
+            "alpine:3.19": {
+                "linux/amd64": Pin(digest=DIGEST_B, source="registry"),
+                "linux/arm64": Pin(digest=DIGEST_A, source="registry", onbuild=True),
+            },
+            "debian:bookworm": {"linux/amd64": Pin(digest=DIGEST_B, source="engine")},
+        }
+    )
+    text = json.dumps(lockfile._to_json(lock), indent=2, sort_keys=True) + "\n"
+    bases = json.loads(text)["bases"]
+    assert bases["gcc:13"]["linux/amd64"] == {"digest": DIGEST_A, "onbuild": True, "source": "engine"}
+    assert bases["alpine:3.19"]["linux/amd64"] == {"digest": DIGEST_B, "source": "registry"}  # false: omitted
+    assert "onbuild" not in bases["debian:bookworm"]["linux/amd64"]
+    assert parse_lock(text) == lock
+    assert lock.bases_with_triggers() == frozenset({"gcc:13", "alpine:3.19"})  # on any platform
+    assert Lock().bases_with_triggers() == frozenset()
+
+
+def test_a_lock_without_triggers_keeps_its_bytes(tmp_path: Path) -> None:
+    text = (
+        '{\n  "bases": {\n    "gcc:13": {\n      "linux/amd64": {\n'
+        f'        "digest": "{DIGEST_A}",\n        "source": "engine"\n'
+        '      }\n    }\n  },\n  "version": 1\n}\n'
+    )
+    (tmp_path / LOCK_FILE).write_text(text)
+    lock = read_lock(tmp_path)
+    assert lock is not None and lock.pin("gcc:13", "linux/amd64") == Pin(digest=DIGEST_A, source="engine")
+    assert write_lock(tmp_path, lock) is False
+    assert (tmp_path / LOCK_FILE).read_text() == text
+
+
+@pytest.mark.parametrize("value", [1, 0, None, "yes", "true"])
+def test_an_onbuild_that_is_not_a_bool_is_rejected(value: object) -> None:
+    pin = {"digest": DIGEST_A, "source": "engine", "onbuild": value}
+    text = json.dumps({"version": 1, "bases": {"gcc:13": {"linux/amd64": pin}}})
+    with pytest.raises(WorkspaceError, match=r"images.lock is not a lock file of version 1: gcc:13 linux/amd64: bad"):
+        parse_lock(text)
+    good = json.dumps({"version": 1, "bases": {"gcc:13": {"linux/amd64": {**pin, "onbuild": True}}}})
+    assert parse_lock(good).bases_with_triggers() == {"gcc:13"}
+
+
+def test_a_change_of_triggers_is_a_changed_pin() -> None:
+    before = Lock({"gcc:13": {"linux/amd64": Pin(digest=DIGEST_A, source="engine")}})
+    after = Lock({"gcc:13": {"linux/amd64": Pin(digest=DIGEST_A, source="engine", onbuild=True)}})
+    assert changed_pins(before, after) == {("gcc:13", "linux/amd64")}
+    assert changed_pins(after, after) == set()
+
+
+def test_lock_records_the_engines_onbuild_triggers(family: ScratchWorkspace) -> None:
+    executor = engine_with_bases()
+    gcc = executor.add_image("gcc:13", labels={"v": "1"})
+    executor.images[gcc].onbuild = True
+    lock = lock_family(family, executor)
+    assert lock.pin("gcc:13", "linux/amd64") == Pin(digest=gcc, source="engine", onbuild=True)
+    assert lock.bases_with_triggers() == {"gcc:13"}
+    written = json.loads((family.root / LOCK_FILE).read_text())["bases"]
+    assert written["gcc:13"]["linux/amd64"]["onbuild"] is True
+    assert "onbuild" not in written["alpine:3.19"]["linux/amd64"]
+    # the same image, its triggers gone (an engine that says otherwise now): --update reports a change
+    executor.images[gcc].onbuild = False
+    loaded = load(family.root)
+    updated, changes = updated_lock(loaded.graph, loaded.lock, Resolver(executor), update=["gcc:13"])
+    assert [(c.reference, c.old, c.new, c.old_onbuild, c.onbuild) for c in changes] == [
+        ("gcc:13", gcc, gcc, True, False)
+    ]
+    assert updated.bases_with_triggers() == frozenset()
+
+
+def test_the_lock_command_says_a_base_has_triggers(family: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from orchestrator.cli import engine as cli_engine
+
+    executor = engine_with_bases()
+    executor.images[executor.add_image("gcc:13", labels={"v": "1"})].onbuild = True
+
+    @contextmanager
+    def resolver() -> Iterator[Resolver]:
+        yield Resolver(executor)
+
+    monkeypatch.setattr(cli_engine, "base_resolver", resolver)
+    result = family.run("lock")
+    assert result.exit_code == 0, result.output
+    [gcc] = [line for line in result.stdout.splitlines() if "gcc:13" in line]
+    assert gcc.startswith("pinned  gcc:13 linux/amd64 sha256:") and gcc.endswith(
+        "(ONBUILD triggers: the whole context of its users is an input)"
+    )
+    [alpine] = [line for line in result.stdout.splitlines() if "alpine:3.19" in line]
+    assert "ONBUILD" not in alpine
+
+
+def test_a_registry_pin_records_the_config_blobs_triggers() -> None:
+    registry = FakeRegistry("registry.test:5000")
+    with_triggers = registry.store("registry.test:5000/team/base:1", {}, "linux/amd64")
+    registry.configs[with_triggers.digest] = {"os": "linux", "config": {"OnBuild": ["COPY . /app"]}}
+    without = registry.store("registry.test:5000/team/base:2", {"a": "b"}, "linux/amd64")
+    resolver = Resolver(None, registry_factory=lambda host: cast(Registry, registry))
+    assert resolver.resolve("registry.test:5000/team/base:1", "linux/amd64") == Pin(
+        digest=with_triggers.digest, source="registry", onbuild=True
+    )
+    assert resolver.resolve("registry.test:5000/team/base:2", "linux/amd64") == Pin(
+        digest=without.digest, source="registry"
+    )
+    registry.configs[without.digest] = {"config": {"OnBuild": []}}  # an empty list is no triggers
+    assert resolver.resolve("registry.test:5000/team/base:2", "linux/amd64").onbuild is False
+
+
+def test_a_digest_reference_takes_its_triggers_from_whoever_answers() -> None:
+    # the registry it names: the index's entry for the platform
+    resolver = Resolver(None, registry_factory=_IndexRegistry)  # type: ignore[arg-type]
+    named = "registry.example.com:5000/team/base@sha256:" + "9" * 64
+    assert resolver.resolve(named, "linux/arm64") == Pin(digest="sha256:" + "9" * 64, source="reference", onbuild=True)
+    assert resolver.resolve(named, "linux/amd64").onbuild is False
+    # the engine, for a reference in Docker's default registry (never asked)
+    executor = FakeExecutor()
+    digest_given = "debian@" + DIGEST_A
+    executor.images[executor.add_image(digest_given)].onbuild = True
+    assert Resolver(executor).resolve(digest_given, "linux/amd64") == Pin(
+        digest=DIGEST_A, source="reference", onbuild=True
+    )
+    assert Resolver(executor).resolve(digest_given, "linux/arm64").onbuild is False  # the engine's is amd64
+    assert Resolver(None).resolve(digest_given, "linux/amd64").onbuild is False  # nobody to ask

@@ -34,7 +34,7 @@ from orchestrator.report.summary import ENV_VAR, build_markdown, image_tests_mar
 from orchestrator.workspace.loading import load
 from tests.fakes.executor import FakeExecutor
 from tests.fakes.registry import FakeRegistry
-from tests.workspaces import ScratchWorkspace
+from tests.workspaces import FAMILY_BASES, ScratchWorkspace
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reference"
 SCHEMA = json.loads((DOCS / "build-report.schema.json").read_text())
@@ -167,7 +167,7 @@ def test_every_field_of_the_schema_is_documented() -> None:
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeExecutor]:
     """The CLI's build runs on a FakeExecutor instead of the Docker Engine."""
-    executor = FakeExecutor(write_logs=True)
+    executor = FakeExecutor(write_logs=True, bases=FAMILY_BASES)
 
     def connect() -> build_run.Engine:
         return build_run.Engine(executor=executor, images=executor.references())

@@ -111,11 +111,22 @@ def test_users_dockerfile_is_replaced_by_the_rebound_text(tmp_path: Path) -> Non
     assert (tmp_path / "Dockerfile").read_text() == "FROM debian:bookworm\n"  # never modified
 
 
+def test_the_sent_dockerfile_and_the_ignore_file_hide_themselves_from_the_build(tmp_path: Path) -> None:
+    """The engine removes both when .dockerignore names them: COPY . never copies the rebound text."""
+    entries = _context(tmp_path)
+    out = io.BytesIO()
+    write_context_tar(out, entries, dockerfile_path=".orchestrator.Dockerfile", dockerfile_text=REBOUND)
+    data = out.getvalue()
+    assert _read(data, ".orchestrator.Dockerfile") == REBOUND.encode()
+    assert _read(data, ".dockerignore") == b".dockerignore\n.orchestrator.Dockerfile\n"
+    assert _read(data, "Dockerfile") == b"FROM debian:bookworm\n"  # the user's, unchanged
+
+
 def test_dockerfile_outside_the_entries_is_added_with_its_directory(tmp_path: Path) -> None:
     out = io.BytesIO()
     write_context_tar(out, (), dockerfile_path="./docker/app.Dockerfile", dockerfile_text=REBOUND)
     members = _members(out.getvalue())
-    assert list(members) == ["docker", "docker/app.Dockerfile"]
+    assert list(members) == [".dockerignore", "docker", "docker/app.Dockerfile"]
     assert members["docker"].isdir()
     assert members["docker/app.Dockerfile"].mode == 0o644
 
