@@ -2,8 +2,8 @@
 
 Decided from each target's input *rules*, not from a walk, so a deleted file still counts: a file
 belongs to a target when it is its BUILD file or a ``.star`` file that BUILD file loads, its
-Dockerfile or ignore file, a file of its context that the ignore file does not exclude (or one of
-its declared ``srcs``), or a rootfs tarball, script or source. WORKSPACE belongs to every target;
+Dockerfile or ignore file, a file of its context that its Dockerfile reads and the ignore file does
+not exclude (or one of its declared ``srcs``), or a rootfs tarball, script or source. WORKSPACE belongs to every target;
 images.lock to the targets that use a base whose pin changed (every target using an external base
 when the old lock is not known).
 """
@@ -16,8 +16,11 @@ from pathlib import Path
 
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, RootfsTarget, Target
+from orchestrator.dockerfile import ContextReads
 from orchestrator.keys.context import dockerignore_path
 from orchestrator.keys.dockerignore import IgnoreMatcher, parse_dockerignore
+from orchestrator.keys.selection import is_read
+from orchestrator.keys.target_reads import target_reads
 from orchestrator.workspace.loading import LoadedWorkspace
 from orchestrator.workspace.lockfile import LOCK_FILE, changed_pins, parse_lock
 from orchestrator.workspace.root import WORKSPACE_FILES
@@ -35,12 +38,17 @@ def _under(path: str, directory: str) -> str | None:
 
 
 class _ImageInputs:
-    def __init__(self, root: Path, target: ImageTarget) -> None:
+    def __init__(self, loaded: LoadedWorkspace, target: ImageTarget) -> None:
+        root = loaded.root
         self.target = target
         ignore = dockerignore_path(root / target.context, root / target.dockerfile)
         self.ignore_file = Path(os.path.relpath(ignore, root)).as_posix() if ignore else None
         text = ignore.read_text(encoding="utf-8", errors="surrogateescape") if ignore else ""
         self.matcher = IgnoreMatcher(parse_dockerignore(text))
+        self.reads: ContextReads | None = None
+        if target.srcs is None:
+            triggers = () if loaded.lock is None else loaded.lock.bases_with_triggers()
+            self.reads = target_reads(root, loaded.graph, target, bases_with_triggers=triggers)
 
     def holds(self, path: str) -> bool:
         target = self.target
@@ -49,9 +57,9 @@ class _ImageInputs:
         rel = _under(path, target.context)
         if rel is None:
             return False
-        if target.srcs is not None:
-            return any(rel == src or rel.startswith(src + "/") for src in target.srcs)
-        return not self.matcher.is_excluded(rel)
+        if self.reads is None:  # srcs
+            return any(rel == src or rel.startswith(src + "/") for src in target.srcs or ())
+        return not self.matcher.is_excluded(rel) and is_read(rel, self.reads)
 
 
 def _rootfs_holds(target: RootfsTarget, path: str) -> bool:
@@ -78,15 +86,15 @@ def targets_owning(
         if package.build_file in paths or paths.intersection(package.loads):
             hit.update(t.label for t in package.targets)
     for label, target in graph.targets.items():
-        if label not in hit and _holds_any(loaded.root, target, paths):
+        if label not in hit and _holds_any(loaded, target, paths):
             hit.add(label)
     return hit
 
 
-def _holds_any(root: Path, target: Target, paths: set[str]) -> bool:
+def _holds_any(loaded: LoadedWorkspace, target: Target, paths: set[str]) -> bool:
     if isinstance(target, RootfsTarget):
         return any(_rootfs_holds(target, p) for p in paths)
-    inputs = _ImageInputs(root, target)
+    inputs = _ImageInputs(loaded, target)
     return any(inputs.holds(p) for p in paths)
 
 

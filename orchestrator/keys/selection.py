@@ -74,12 +74,31 @@ def select_inputs(entries: Sequence[ContextEntry], reads: ContextReads, *, never
     return _selection(by_path, why, whole=None)
 
 
+def is_read(path: str, reads: ContextReads) -> bool:
+    """Whether ``reads`` take ``path`` (a file's context-relative path, which may no longer exist).
+
+    For ``--since``: a path that no entry stands for any more is matched by the same rules.
+    """
+    if reads.whole is not None:
+        return not is_workspace_file(path)
+    parts = path.split("/")
+    probe = [_Probe("/".join(parts[: n + 1])) for n in range(len(parts))]  # the path and its parents
+    return any(path in _matches(probe, read) for read in reads.reads)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """Stands for a context entry where only the path matters."""
+
+    path: str
+
+
 def _selection(by_path: dict[str, ContextEntry], why: dict[str, str], *, whole: str | None) -> Selection:
     paths = sorted(why)
     return Selection(entries=tuple(by_path[p] for p in paths), why={p: why[p] for p in paths}, whole=whole)
 
 
-def _matches(entries: Sequence[ContextEntry], read: Read) -> list[str]:
+def _matches(entries: Sequence[ContextEntry | _Probe], read: Read) -> list[str]:
     """The paths ``read`` takes: what it names and, below a named directory, everything."""
     source = read.source
     if source == ".":

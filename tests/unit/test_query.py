@@ -110,6 +110,12 @@ def test_affected_ignores_files_the_dockerignore_excludes(family: ScratchWorkspa
     assert family.lines("query", "affected", "--files", "apps/web/src/index.js") == ["//apps/web:web"]
 
 
+def test_affected_counts_only_files_the_dockerfile_reads(family: ScratchWorkspace) -> None:
+    assert family.lines("query", "affected", "--files", "apps/static/notes.txt") == []
+    assert family.lines("query", "affected", "--files", "apps/web/deleted-long-ago.txt") == []
+    assert family.lines("query", "affected", "--files", "apps/web/src/gone.js") == ["//apps/web:web"]
+
+
 def test_affected_with_srcs_counts_only_declared_files(family: ScratchWorkspace) -> None:
     assert family.lines("query", "affected", "--files", "apps/api/notes.txt") == []
     assert family.lines("query", "affected", "--files", "apps/api/app/main.py") == ["//apps/api:api"]
@@ -131,11 +137,11 @@ def test_affected_since_git_revision(family: ScratchWorkspace) -> None:
     git("add", "-A")
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "family")
     family.path("lang/node/.npmrc").write_text("fund=true\n")  # unstaged
-    family.write({"apps/static/extra.h": "#define X 1\n"})  # untracked
+    family.write({"apps/api/app/new.py": "X = 1\n"})  # untracked
+    family.write({"apps/static/extra.h": "#define X 1\n"})  # untracked, and no instruction reads it
     assert family.lines("query", "affected", "--since", "HEAD") == [
-        "//apps/static:static",
+        "//apps/api:api",
         "//apps/web:web",
-        "//hardened:secure",
         "//lang/node:company-node-base",
     ]
 
