@@ -10,6 +10,7 @@ import typer
 
 from orchestrator.cli.common import (
     EngineTimeoutOpt,
+    ExecutorOpt,
     Output,
     RegistryOpt,
     RemoteCacheWriteOpt,
@@ -66,6 +67,7 @@ def build(
         bool, typer.Option("--locked", help="Fail unless images.lock pins every base used, and nothing else (CI)")
     ] = False,
     engine_timeout: EngineTimeoutOpt = None,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -88,6 +90,7 @@ def build(
         output=None if output is None else output.value,
         junit=junit,
         engine_timeout_s=engine_timeout,
+        executor=None if executor is None else executor.value,
     )
     run_build(ctx, command)
 

@@ -62,6 +62,7 @@ class BuildCommand:
     output: str | None = None  # with --dry-run: text, json or github-matrix
     junit: Path | None = None
     engine_timeout_s: float | None = None
+    executor: str | None = None  # auto | buildkit | classic; None: WORKSPACE's executor
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -106,6 +107,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
             load=command.load,
             push=command.push,
             engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
+            executor=command.executor,
         ),
         locked=command.locked,
         dry_run=command.dry_run,
@@ -131,7 +133,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
             typer.echo(render_plan(result.plan, graph, command.output))
         return
     summary = result.summary
-    print_summary(console, summary)
+    print_summary(console, summary, verbose=options(ctx).verbose)
     if command.report is not None:
         write_report(summary, command.report)
     if command.junit is not None:

@@ -52,6 +52,25 @@ EngineTimeoutOpt = Annotated[
         "(default: WORKSPACE's engine_timeout, else 120)",
     ),
 ]
+
+
+class Builder(StrEnum):
+    """``--executor``: engine/api.py's BUILDER_CHOICES (a test holds them equal)."""
+
+    auto = "auto"
+    buildkit = "buildkit"
+    classic = "classic"
+
+
+ExecutorOpt = Annotated[
+    Builder | None,
+    typer.Option(
+        "--executor",
+        help="Builder: auto (BuildKit when it works, else classic with a warning), buildkit (fail without it) "
+        "or classic (default: WORKSPACE's executor, else auto)",
+        show_default=False,
+    ),
+]
 R = TypeVar("R")
 
 

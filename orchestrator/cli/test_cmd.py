@@ -22,6 +22,7 @@ import typer
 
 from orchestrator.cli.common import (
     EngineTimeoutOpt,
+    ExecutorOpt,
     RegistryOpt,
     RemoteCacheWriteOpt,
     RequireRegistryOpt,
@@ -60,6 +61,7 @@ def test(
     require_registry: RequireRegistryOpt = None,
     remote_cache_write: RemoteCacheWriteOpt = True,
     engine_timeout: EngineTimeoutOpt = None,
+    executor: ExecutorOpt = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Only tests of images affected since this git revision, or whose BUILD changed"),
@@ -80,6 +82,7 @@ def test(
         remote_cache_write=remote_cache_write,
         since=since,
         engine_timeout_s=engine_timeout,
+        executor=None if executor is None else executor.value,
     )
     with sigterm_stops_cleanly():
         raise typer.Exit(_run(ctx, command))
@@ -100,6 +103,7 @@ class ImageTestOptions:
     remote_cache_write: bool = True
     since: str | None = None
     engine_timeout_s: float | None = None
+    executor: str | None = None  # auto | buildkit | classic; None: WORKSPACE's executor
 
 
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
@@ -137,6 +141,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         platforms=tuple(sorted({job.platform for job in jobs})),
         load=True,  # a node the registry cache holds is pulled: its tests need it in the engine
         engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
+        executor=command.executor,
     )
     remote = remote_cache(loaded, command.registry, write=command.remote_cache_write, required=command.require_registry)
     console = stderr_console()
@@ -163,7 +168,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         )
         summary = result.summary
         assert summary is not None
-        print_summary(console, summary)
+        print_summary(console, summary, verbose=options(ctx).verbose)
         if summary.interrupted:
             return summary.exit_code
         if remote is not None:

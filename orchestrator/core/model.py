@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from orchestrator.core.label import Label
 
 Pairs = tuple[tuple[str, str], ...]
+# How images are built (``--executor``, ``workspace(executor = ...)``); engine/api.py's BUILDER_CHOICES
+# are the same (a test holds them equal: the workspace layer cannot import the engine's)
+EXECUTOR_CHOICES = ("auto", "buildkit", "classic")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +33,10 @@ class ImageTarget:
     base: tuple[Label, ...] | None
     hermetic: bool | None
     lint_ignore: Pairs = ()  # (rule, reason): lint findings this target silences
+    # (id, "env:NAME" | "file:<workspace-relative path>"), sorted: where each build secret's value
+    # is, never the value (BuildKit only; only the ids enter the key)
+    secrets: Pairs = ()
+    ssh: tuple[str, ...] = ()  # ssh agent ids forwarded to RUN --mount=type=ssh (BuildKit only)
     build_file: str = field(compare=False)  # workspace-relative BUILD file, for messages
 
     kind = "image"
@@ -93,6 +100,7 @@ class WorkspaceSettings:
     # fnmatch patterns over "repository:tag": references that stay external bases although a target
     # produces other tags of their repository
     external_images: tuple[str, ...] = ()
+    executor: str = "auto"  # one of EXECUTOR_CHOICES: BuildKit when it works, else classic
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -2,9 +2,10 @@
 
 The package's public names, from its four modules:
 
-    lexer.py     decode, read                    the text, read the way BuildKit reads it
+    lexer.py     decode, read, syntax_directive  the text, read the way BuildKit reads it
     analysis.py  analyze, analyze_image, ...     stages, the images they build on, LABEL and USER
-    reads.py     context_reads, onbuild_reads    what a build reads from its context (BuildKit's parser)
+    reads.py     context_reads, onbuild_reads    what a build reads from its context (BuildKit's parser),
+                 run_mounts                      and the RUN --mount types of the needed stages
     rewrite.py   rebind, with_label_instruction  the copy of a Dockerfile that is sent to the engine
 """
 
@@ -17,14 +18,15 @@ from orchestrator.dockerfile.analysis import (
     analyze_image,
     stage_configs,
 )
-from orchestrator.dockerfile.lexer import decode, read
-from orchestrator.dockerfile.reads import ContextReads, Read, context_reads, onbuild_reads
+from orchestrator.dockerfile.lexer import decode, read, syntax_directive
+from orchestrator.dockerfile.reads import ContextReads, Mount, Read, context_reads, onbuild_reads, run_mounts
 from orchestrator.dockerfile.rewrite import rebind, with_label_instruction
 
 __all__ = [
     "ContextReads",
     "DockerfileInfo",
     "ImageRef",
+    "Mount",
     "Read",
     "Stage",
     "StageConfig",
@@ -35,6 +37,8 @@ __all__ = [
     "onbuild_reads",
     "read",
     "rebind",
+    "run_mounts",
     "stage_configs",
+    "syntax_directive",
     "with_label_instruction",
 ]

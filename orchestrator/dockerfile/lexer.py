@@ -101,6 +101,20 @@ def escape_token(lines: list[str], path: str) -> str:
     return escape
 
 
+def syntax_directive(text: str) -> str | None:
+    """The frontend image a ``# syntax=<image>`` parser directive at the top names, if any.
+
+    BuildKit runs that image as the Dockerfile's frontend; the classic builder ignores the line.
+    """
+    for line in split_lines(text):
+        match = _DIRECTIVE.match(line.strip())
+        if match is None or match[1].lower() not in _DIRECTIVES:
+            return None
+        if match[1].lower() == "syntax":
+            return match[2]
+    return None
+
+
 def read_instructions(lines: list[str], escape: str, path: str) -> list[Instruction]:
     result: list[Instruction] = []
     row = 0

@@ -394,6 +394,50 @@ def context_reads(
     return ContextReads(reads=tuple(walker.reads), whole=walker.whole)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mount:
+    """One ``RUN --mount`` of a needed stage."""
+
+    type: str  # bind (the default), cache, tmpfs, secret, ssh
+    line: int  # 1-based line of the RUN
+
+
+def run_mounts(
+    text: str, *, path: str, build_args: Mapping[str, str], target: str | None, platform: str | None
+) -> tuple[Mount, ...]:
+    """The ``RUN --mount`` types of the stages building ``target`` (default: the last stage) needs.
+
+    From BuildKit's parser; a Dockerfile it rejects has none here (its build fails anyway). ONBUILD
+    triggers are not followed.
+    """
+    info = analyze(text, path=path, build_args=build_args, target=target, platform=platform)
+    try:
+        _, stages = _stages(_parse(text))
+    except _Unparsable:
+        return ()
+    if len(stages) != len(info.stages):
+        return ()
+    mounts = []
+    for index in sorted(info.needed_stages):
+        for command in stages[index]:
+            if command.keyword != "RUN":
+                continue
+            for flag in command.flags:
+                key, _, spec = flag.removeprefix("--").partition("=")
+                if key.lower() == "mount":
+                    mounts.append(Mount(type=_mount_type(spec), line=command.line))
+    return tuple(mounts)
+
+
+def _mount_type(spec: str) -> str:
+    kind = "bind"
+    for item in next(csv.reader([spec]), []):
+        name, _, value = item.partition("=")
+        if name.strip().lower() == "type":
+            kind = value.strip().lower()
+    return kind
+
+
 def _merge(walker: _Walker, reads: ContextReads) -> None:
     walker.reads.extend(reads.reads)
     if reads.whole is not None:

@@ -30,6 +30,22 @@ class ExtraFile:
     hashed: bool = False  # hashed as it is written, for the request's context check (an input of the key)
 
 
+BUILDER_CHOICES = ("auto", "buildkit", "classic")  # --executor and workspace(executor = ...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Secret:
+    """A build secret for ``RUN --mount=type=secret,id=...``: where its value is, never the value.
+
+    Exactly one of ``env`` and ``file``. The value never enters a key, a log, a report, the cache,
+    or the image (layers, history, config).
+    """
+
+    id: str
+    env: str | None = None  # the environment variable that holds the value
+    file: str | None = None  # the absolute path of the file that holds it
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildRequest:
     node: Node
@@ -49,6 +65,8 @@ class BuildRequest:
     network_mode: str | None = None
     no_cache: bool = False  # build every step again (hermetic builds: no layer a networked RUN made)
     engine_timeout_s: float | None = None  # fail when the engine answers no ping for this long
+    secrets: tuple[Secret, ...] = ()  # BuildKit only
+    ssh: tuple[str, ...] = ()  # ssh agent ids to forward (``default``: $SSH_AUTH_SOCK); BuildKit only
     log_path: str = field(compare=False)
 
 
@@ -60,6 +78,16 @@ Progress = Callable[[str], None]
 class BuildResult:
     image_id: str
     duration_s: float
+    builder: str = "classic"  # which built it: "buildkit" or "classic"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuilderChoice:
+    """The builder an executor uses from now on, and how it reaches it."""
+
+    name: str  # "buildkit" or "classic"
+    detail: str  # e.g. "/usr/bin/docker build with DOCKER_BUILDKIT=1", "docker buildx build --load"
+    warning: str | None = None  # ``auto`` fell back to the classic builder: why (said once, as a WARNING)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +146,10 @@ class DaemonUnavailable(OrchestratorError):
     """The Docker daemon cannot be reached (exit 2)."""
 
 
+class BuildKitUnavailable(OrchestratorError):
+    """``--executor buildkit`` where no way to BuildKit works; the message names what is missing (exit 2)."""
+
+
 class Executor(Protocol):
     def ping(self) -> None:
         """Raise DaemonUnavailable unless the engine answers."""
@@ -128,6 +160,14 @@ class Executor(Protocol):
         The context sent must pass ``request.context_check`` (else InputChanged, nothing sent); the image
         must carry the key label and be of ``request.platform``. When ``cancel`` is set the build is
         stopped as soon as possible and BuildFailed raised. ``progress`` is told each step as it starts.
+        """
+
+    def select_builder(self, choice: str) -> BuilderChoice:
+        """Build with BuildKit or the classic builder from now on (``choice``: one of BUILDER_CHOICES).
+
+        ``auto``: BuildKit when a way to it works (probed, not guessed from versions), else classic
+        with a warning. ``buildkit``: raise BuildKitUnavailable naming what is missing. Called once,
+        before the first build, only when something is to be built; without a call, classic.
         """
 
     def inspect(self, reference: str) -> ImageInfo | None:

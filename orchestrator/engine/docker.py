@@ -21,6 +21,11 @@ The build is posted on the client's HTTP session rather than through ``APIClient
 hides the response: cancelling needs its socket, because shutting the socket down is the only way
 to wake a reader blocked on a silent ``RUN`` step. When the connection closes, the engine cancels
 the build, kills the step's container and removes it.
+
+``select_builder`` can switch the executor to BuildKit (``buildkit_probe.py`` finds a docker CLI that
+reaches it); its builds then go through ``buildkit.py``, with the same label, the same context
+guarantees and the same verification (``_verify``). The log and the watchdog both builders share
+are in ``buildlog.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import socket
 import threading
 import time
 import types
-from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
@@ -41,8 +45,11 @@ from typing import IO, TYPE_CHECKING, Any
 from orchestrator.core.platforms import normalize
 from orchestrator.dockerfile import with_label_instruction
 from orchestrator.engine.api import (
+    BUILDER_CHOICES,
     KEY_LABEL,
+    BuilderChoice,
     BuildFailed,
+    BuildKitUnavailable,
     BuildRequest,
     BuildResult,
     DaemonUnavailable,
@@ -53,14 +60,24 @@ from orchestrator.engine.api import (
     StoredImage,
     TransferFailed,
 )
+from orchestrator.engine.buildkit import build_with_buildkit, pinned_tag
+from orchestrator.engine.buildkit_probe import (
+    BuildKitProbe,
+    BuildKitWay,
+    candidate_clis,
+    fallback_warning,
+    unavailable_message,
+)
+from orchestrator.engine.buildlog import BuildLog, Watchdog, frozen_message
 from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
-from orchestrator.engine.leftovers import BuildJournal, Entry
+from orchestrator.engine.leftovers import BuildJournal
 from orchestrator.engine.tarball import context_tar_stream
 from orchestrator.errors import InputChanged, OrchestratorError, failure_reason
 
-LOG_TAIL_LINES = 25
 CANCEL_POLL_S = 0.1
-PING_INTERVAL_S = 5.0  # how often a quiet build's engine is asked whether it is alive
+CLASSIC_DETAIL = "the engine's classic builder (POST /build)"
+
+_BuildLog = BuildLog  # the name tests/unit/test_docker_stream.py uses
 
 
 class DockerExecutor:
@@ -75,6 +92,8 @@ class DockerExecutor:
         self._journal = BuildJournal(None, self._engine.url)  # nothing kept until journal_builds_in()
         self._sweep_lock = threading.Lock()
         self._swept = False
+        self._buildkit: BuildKitWay | None = None  # set by select_builder; None: the classic builder
+        self.buildkit_probe = BuildKitProbe(lambda: self._engine.url, self._remove_probe_image, candidate_clis)
 
     @property
     def url(self) -> str:
@@ -84,16 +103,35 @@ class DockerExecutor:
     def ping(self) -> None:
         self._engine.get_json("/_ping", "ping")
 
+    def select_builder(self, choice: str) -> BuilderChoice:
+        if choice not in BUILDER_CHOICES:
+            raise ValueError(f"unknown builder {choice!r}: one of {', '.join(BUILDER_CHOICES)}")
+        if choice == "classic":
+            self._buildkit = None
+            return BuilderChoice(name="classic", detail=CLASSIC_DETAIL)
+        self.ping()  # an engine that is down is DaemonUnavailable, not a missing BuildKit
+        found = self.buildkit_probe.result()  # probed once per executor, here and not before
+        if found.way is None:
+            if choice == "buildkit":
+                raise BuildKitUnavailable(unavailable_message(found.reasons))
+            self._buildkit = None
+            return BuilderChoice(name="classic", detail=CLASSIC_DETAIL, warning=fallback_warning(found.reasons))
+        self._buildkit = found.way
+        return BuilderChoice(name="buildkit", detail=found.way.detail)
+
+    def _remove_probe_image(self, image_id: str) -> None:
+        with suppress(OrchestratorError):
+            self.remove_image(image_id)
+
     def build(self, request: BuildRequest, cancel: threading.Event, progress: Progress | None = None) -> BuildResult:
         started = time.monotonic()
-        with _BuildLog(request.log_path) as log, self._journal.entry() as containers:
+        with BuildLog(request.log_path) as log, self._journal.entry() as containers:
             log.containers = containers
             log.progress = progress
             log.line(f"# {request.node}: building {request.image}")
             self._sweep_leftovers(log)
             if cancel.is_set():
                 raise log.failure(f"{request.node}: cancelled")
-            api = self._engine.client()
             dockerfile_text = with_label_instruction(
                 request.dockerfile_text,
                 dict(request.labels),
@@ -101,6 +139,16 @@ class DockerExecutor:
                 build_args=dict(request.build_args),
                 target=request.target,
             )
+            way = self._buildkit
+            if way is not None:
+                info = self._buildkit_attempt(way, request, dockerfile_text, cancel, log)
+                return BuildResult(image_id=info.image_id, duration_s=time.monotonic() - started, builder="buildkit")
+            if request.secrets or request.ssh:
+                raise log.failure(
+                    f"{request.node}: build secrets and ssh forwarding need BuildKit, and this build uses the classic "
+                    "builder (--executor buildkit)"
+                )
+            api = self._engine.client()
             try:
                 info = self._attempt(api, request, dockerfile_text, cancel, log)
             except _PlatformsMixed:
@@ -112,11 +160,44 @@ class DockerExecutor:
                 info = self._attempt(api, replace(request, no_cache=True), dockerfile_text, cancel, log)
         return BuildResult(image_id=info.image_id, duration_s=time.monotonic() - started)
 
+    def _buildkit_attempt(
+        self, way: BuildKitWay, request: BuildRequest, dockerfile_text: str, cancel: threading.Event, log: BuildLog
+    ) -> ImageInfo:
+        """One build through BuildKit (``buildkit.py``) and the same verification as the classic path's."""
+        image_id = build_with_buildkit(
+            way,
+            request,
+            dockerfile_text,
+            engine=self._engine,
+            engine_timeout=self._engine_timeout(request),
+            pin=lambda hex_id: self._pin(hex_id, request, log),
+            cancel=cancel,
+            log=log,
+        )
+        try:
+            return self._verify(request, image_id, log)
+        except _PlatformsMixed as exc:  # no layer-cache mix-up to retry around: BuildKit keys by platform
+            raise BuildFailed(str(exc), log_path=exc.log_path, log_tail=exc.log_tail) from None
+
+    def _pin(self, hex_id: str, request: BuildRequest, log: BuildLog) -> None:
+        """Tag the image ``sha256:<hex_id>`` ``orchestrator-pinned:<hex_id>`` (BuildKit cannot use an ID in FROM)."""
+        image_id = f"sha256:{hex_id}"
+        repository, tag = pinned_tag(hex_id).split(":")
+        try:
+            known = self.inspect(pinned_tag(hex_id))
+            if known is not None and known.image_id == image_id:
+                return
+            if self.inspect(image_id) is None:
+                raise log.failure(f"{request.node}: the engine does not have the pinned image {image_id}")
+            self.tag(image_id, repository, tag)
+        except EngineError as exc:
+            raise log.failure(f"{request.node}: cannot tag the pinned image {image_id} for BuildKit: {exc}") from exc
+
     def _engine_timeout(self, request: BuildRequest) -> float:
         return request.engine_timeout_s or self._engine.timeout
 
     def _attempt(
-        self, api: Any, request: BuildRequest, dockerfile_text: str, cancel: threading.Event, log: _BuildLog
+        self, api: Any, request: BuildRequest, dockerfile_text: str, cancel: threading.Event, log: BuildLog
     ) -> ImageInfo:
         """One build and its verification.
 
@@ -217,7 +298,7 @@ class DockerExecutor:
     # --- the build ---------------------------------------------------------------------------
 
     def _run_build(
-        self, api: Any, request: BuildRequest, context: IO[bytes], cancel: threading.Event, log: _BuildLog
+        self, api: Any, request: BuildRequest, context: IO[bytes], cancel: threading.Event, log: BuildLog
     ) -> str | None:
         """Post the build and follow its output; the image ID from the ``aux`` message, if any."""
         # The platform parameter only for a foreign platform: engines before API 1.32 reject it, and the
@@ -246,7 +327,7 @@ class DockerExecutor:
             _socket_timeout(response, None)  # from now on a RUN step may be silent for as long as it likes
             if response.status_code >= 400:
                 raise log.failure(f"{request.node}: the engine refused the build: {_response_message(response)}")
-            watchdog = _Watchdog(self._engine, timeout, response)
+            watchdog = Watchdog(self._engine, timeout, lambda: _shutdown(response))
             with _shutdown_when_set(cancel, response), watchdog:
                 image_id = self._follow(response, request, cancel, log, watchdog)
             if watchdog.expired:
@@ -257,14 +338,10 @@ class DockerExecutor:
         return image_id
 
     def _frozen(self, request: BuildRequest, timeout: float) -> str:
-        return (
-            f"{request.node}: the Docker Engine at {self.url} did not answer for {timeout:g} s (engine timeout: "
-            "--engine-timeout or workspace(engine_timeout = ...)); the build was abandoned. Is dockerd stopped "
-            "or overloaded? The next build starts this node again."
-        )
+        return frozen_message(request.node, self.url, timeout)
 
     def _follow(
-        self, response: Any, request: BuildRequest, cancel: threading.Event, log: _BuildLog, watchdog: _Watchdog
+        self, response: Any, request: BuildRequest, cancel: threading.Event, log: BuildLog, watchdog: Watchdog
     ) -> str | None:
         import requests
 
@@ -284,7 +361,7 @@ class DockerExecutor:
                 ) from exc
         return image_id
 
-    def _verify(self, request: BuildRequest, image_id: str | None, log: _BuildLog) -> ImageInfo:
+    def _verify(self, request: BuildRequest, image_id: str | None, log: BuildLog) -> ImageInfo:
         """The built (untagged) image as the engine has it, with the key label and platform requested."""
         if image_id is None:
             raise log.failure(f"{request.node}: the build finished without naming the image it made")
@@ -313,7 +390,7 @@ class DockerExecutor:
         those of earlier builds that did not end normally (dockerd killed mid-step)."""
         self._journal = BuildJournal(directory, self._engine.url)
 
-    def _sweep_leftovers(self, log: _BuildLog) -> None:
+    def _sweep_leftovers(self, log: BuildLog) -> None:
         with self._sweep_lock:
             if self._swept:
                 return
@@ -410,7 +487,7 @@ def _build_params(request: BuildRequest, platform: str | None) -> dict[str, str]
     return params
 
 
-def _on_message(message: Mapping[str, Any], request: BuildRequest, log: _BuildLog) -> str | None:
+def _on_message(message: Mapping[str, Any], request: BuildRequest, log: BuildLog) -> str | None:
     """Log one message of the build stream; raise its error; return the image ID it announces."""
     if "error" in message or "errorDetail" in message:
         detail = message.get("errorDetail") or {}
@@ -470,48 +547,6 @@ def _shutdown_when_set(cancel: threading.Event, response: Any) -> Iterator[None]
         watcher.join()
 
 
-class _Watchdog:
-    """Pings the engine while a build stream is quiet; ``expired`` once it has not answered for ``timeout``.
-
-    A quiet RUN step is normal, so silence alone proves nothing: only an engine that answers no
-    ping (dockerd stopped, hung or gone) ends the build, by shutting the stream's socket down.
-    """
-
-    def __init__(self, engine: EngineConnection, timeout: float, response: Any) -> None:
-        self._engine = engine
-        self._timeout = timeout
-        self._response = response
-        self._interval = min(PING_INTERVAL_S, max(timeout / 4, 0.2))
-        self._last_sign_of_life = time.monotonic()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="docker-engine-watchdog", daemon=True)
-        self.expired = False
-
-    def heard(self) -> None:
-        """The engine sent something."""
-        self._last_sign_of_life = time.monotonic()
-
-    def __enter__(self) -> _Watchdog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._done.wait(self._interval):
-            if time.monotonic() - self._last_sign_of_life < self._interval:
-                continue
-            with suppress(OrchestratorError):
-                self._engine.ping(timeout=self._interval)
-                self.heard()
-            if time.monotonic() - self._last_sign_of_life >= self._timeout:
-                self.expired = True
-                _shutdown(self._response)
-                return
-
-
 def _socket_timeout(response: Any, timeout: float | None) -> None:
     sock = getattr(getattr(response.raw, "connection", None), "sock", None)
     if isinstance(sock, socket.socket):
@@ -555,43 +590,6 @@ class _PlatformsMixed(BuildFailed):
     @classmethod
     def of(cls, failure: BuildFailed) -> _PlatformsMixed:
         return cls(str(failure), log_path=failure.log_path, log_tail=failure.log_tail)
-
-
-class _BuildLog:
-    """A build's log file, its last lines for the error message, and who is told of its steps."""
-
-    def __init__(self, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in __exit__)
-        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        self._partial = ""  # output not yet ended by a newline
-        self.containers = Entry(None, "")  # the build's journal entry (leftovers.py), set by build()
-        self.progress: Progress | None = None  # told each step as it starts, set by build()
-
-    def __enter__(self) -> _BuildLog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._file.close()
-
-    def write(self, text: str) -> None:
-        self._file.write(text)
-        self._file.flush()
-        *lines, self._partial = (self._partial + text.replace("\r\n", "\n")).split("\n")
-        self._tail.extend(line.rsplit("\r", 1)[-1] for line in lines)  # a progress line shows its last state
-
-    def line(self, text: str) -> None:
-        self.write(("\n" if self._partial else "") + text + "\n")
-
-    def tail(self) -> str:
-        lines = [*self._tail, self._partial] if self._partial else list(self._tail)
-        return "\n".join(lines[-LOG_TAIL_LINES:])
-
-    def failure(self, message: str) -> BuildFailed:
-        """Log ``message`` as the error and return the BuildFailed to raise."""
-        self.line(f"ERROR: {message}")
-        return BuildFailed(message, log_path=self.path, log_tail=self.tail())
 
 
 if TYPE_CHECKING:

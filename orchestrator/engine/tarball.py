@@ -65,12 +65,16 @@ def write_context_tar(
     dockerfile_text: str,
     extra_files: Sequence[ExtraFile] = (),
     check: ContextCheck | RootfsCheck | None = None,
+    with_dockerfile: bool = True,
 ) -> None:
     """Write the build context for ``entries`` to ``fileobj`` (uncompressed tar, left open).
 
     With ``check``, the context files are hashed as they are written and the check must pass.
+    ``with_dockerfile=False`` leaves out the rebound Dockerfile and the ``.dockerignore`` (and any
+    entry at ``dockerfile_path``, which the Dockerfile would have replaced): exactly what a build
+    may read, for a builder that takes the Dockerfile from outside the context (BuildKit).
     """
-    members = _members(entries, dockerfile_path, dockerfile_text, extra_files)
+    members = _members(entries, dockerfile_path, dockerfile_text, extra_files, with_dockerfile=with_dockerfile)
     streamed: dict[str, str] = {}
     with tarfile.open(fileobj=fileobj, mode="w", format=TAR_FORMAT, encoding="utf-8") as tar:
         for member in members:
@@ -113,7 +117,12 @@ def context_tar_stream(
 
 
 def _members(
-    entries: Sequence[ContextEntry], dockerfile_path: str, dockerfile_text: str, extra_files: Sequence[ExtraFile]
+    entries: Sequence[ContextEntry],
+    dockerfile_path: str,
+    dockerfile_text: str,
+    extra_files: Sequence[ExtraFile],
+    *,
+    with_dockerfile: bool = True,
 ) -> list[_Member]:
     """Every member by path, sorted parents first; later sources replace earlier ones."""
     by_path = {entry.path: _entry_member(entry) for entry in entries}
@@ -124,6 +133,10 @@ def _members(
             path=path, type=tarfile.REGTYPE, mode=FILE_MODE, source=extra.source, follow_links=True, hashed=extra.hashed
         )
     path = _clean(dockerfile_path)
+    if not with_dockerfile:
+        by_path.pop(path, None)
+        by_path.pop(IGNORE_FILE, None)
+        return [by_path[p] for p in sorted(by_path, key=lambda p: p.split("/"))]
     _add_parents(by_path, path)
     by_path[path] = _Member(path=path, type=tarfile.REGTYPE, mode=FILE_MODE, data=dockerfile_text.encode("utf-8"))
     # The engine drops the Dockerfile and the ignore file from the context when the ignore file

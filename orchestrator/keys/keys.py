@@ -11,28 +11,25 @@ enters it: no absolute path, mtime, owner or host name. The manifest is stored u
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import dockerfile as df
 from orchestrator.cache import names
 from orchestrator.cache.statcache import StatCache, StatEntry, now_ns
 from orchestrator.core.label import Label
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
 from orchestrator.graph.graph import TargetGraph
 from orchestrator.keys.context import (
-    IGNORE_FILE,
     ContextEntry,
     EntryKind,
     context_entries,
     declared_entries,
-    dockerignore_path,
-    relative_to,
 )
 from orchestrator.keys.digests import file_hasher
 from orchestrator.keys.inputs import Manifest, digest_manifest, inputs_manifest, rootfs_manifest
 from orchestrator.keys.selection import Selection, select_inputs
+from orchestrator.keys.target_reads import never_inputs, target_reads
 
 KEY_SCHEMA = "3"  # 2: platforms normalized before hashing (step 9); 3: precise inputs (step 8)
 DOCKERFILE = "\0dockerfile"  # the Dockerfile's place in a tree (no real path starts with NUL)
@@ -178,54 +175,19 @@ class KeyComputer:
             ("context.mode", mode),
         ]
         result += [(f"build_arg {k}", v) for k, v in target.build_args]
+        # The ids of the build secrets and ssh agents a RUN can mount change what may be built: they
+        # enter the key; where a value is, and the value, never do (absent when none, as before).
+        if target.secrets:
+            result.append(("secrets", ",".join(secret_id for secret_id, _ in target.secrets)))
+        if target.ssh:
+            result.append(("ssh", ",".join(target.ssh)))
         result.append(("inputs", digest))
         return tuple(result)
 
     def _select(self, target: ImageTarget, entries: tuple[ContextEntry, ...]) -> Selection:
         """The entries the target's Dockerfile reads, on any of its platforms (see selection.py)."""
-        context_dir = self.root / target.context
-        dockerfile = self.root / target.dockerfile
-        text = df.read(dockerfile, path=target.dockerfile)
-        reads: list[df.Read] = []
-        whole: str | None = None
-        for node in self.graph.nodes_of(target.label):
-            found = df.context_reads(
-                text,
-                path=target.dockerfile,
-                build_args=dict(target.build_args),
-                target=target.target,
-                platform=node.platform,
-                base_triggers=self._base_triggers(node),
-            )
-            reads += found.reads
-            whole = whole or found.whole
-        # The ignore files are never inputs: the engine gets the orchestrator's own .dockerignore.
-        never = {IGNORE_FILE}
-        ignore_file = dockerignore_path(context_dir, dockerfile)
-        if ignore_file is not None and (rel := relative_to(ignore_file, context_dir.resolve())) is not None:
-            never.add(rel)
-        unique = tuple(dict.fromkeys(reads))  # the same reads on every platform, mostly
-        return select_inputs(entries, df.ContextReads(reads=unique, whole=whole), never=frozenset(never))
-
-    def _base_triggers(self, node: Node) -> Callable[[str], df.ContextReads | None]:
-        """What the ONBUILD triggers of each base of ``node`` read (by the reference its FROM gives)."""
-        parents = {p.reference: p.node.label for p in self.graph.node_deps[node].parents if p.kind == "from"}
-
-        def triggers(reference: str) -> df.ContextReads | None:
-            label = parents.get(reference)
-            if label is None:
-                if reference in self.bases_with_triggers:
-                    return df.ContextReads(reads=(), whole=f"the base {reference} has ONBUILD triggers (images.lock)")
-                return None  # an unpinned external base is taken to have none (lint warns when it has)
-            base = self.graph.targets[label]
-            if not isinstance(base, ImageTarget):
-                return None  # a rootfs image has no ONBUILD
-            text = df.read(self.root / base.dockerfile, path=base.dockerfile)
-            found = df.onbuild_reads(text, path=base.dockerfile, target=base.target)
-            for_child = tuple(replace(read, why=f"{read.why} (ONBUILD trigger of {label})") for read in found.reads)
-            return df.ContextReads(reads=for_child, whole=found.whole)
-
-        return triggers
+        reads = target_reads(self.root, self.graph, target, bases_with_triggers=self.bases_with_triggers)
+        return select_inputs(entries, reads, never=never_inputs(self.root, target))
 
     def _hash_entry(self, entry: ContextEntry | StatEntry) -> str:
         if isinstance(entry, StatEntry) or entry.kind is EntryKind.FILE:

@@ -39,13 +39,16 @@ def target_reads(
     return df.ContextReads(reads=tuple(dict.fromkeys(reads)), whole=whole)
 
 
-def ignore_files(root: Path, target: ImageTarget) -> frozenset[str]:
-    """The ignore files in the target's context (never inputs: the engine gets the orchestrator's own)."""
+def never_inputs(root: Path, target: ImageTarget) -> frozenset[str]:
+    """Context paths that are never inputs, whatever reads them: the ignore files (the engine gets the
+    orchestrator's own) and the files of the target's build secrets (a secret is mounted, never sent)."""
     context_dir = root / target.context
     never = {IGNORE_FILE}
     ignore_file = dockerignore_path(context_dir, root / target.dockerfile)
-    if ignore_file is not None and (rel := relative_to(ignore_file, context_dir.resolve())) is not None:
-        never.add(rel)
+    secret_files = [root / source.removeprefix("file:") for _, source in target.secrets if source.startswith("file:")]
+    for path in (ignore_file, *secret_files):
+        if path is not None and (rel := relative_to(path, context_dir.resolve())) is not None:
+            never.add(rel)
     return frozenset(never)
 
 

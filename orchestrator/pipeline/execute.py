@@ -25,6 +25,7 @@ from orchestrator.core.model import ImageTarget, Node, RootfsTarget
 from orchestrator.engine.api import BuildRequest, Executor, ImageSummary, Progress
 from orchestrator.keys.keys import KeyComputer
 from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.builder import build_secrets
 from orchestrator.pipeline.hermetic import is_hermetic, pins_of
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan, PlannedNode, check_record
@@ -89,6 +90,7 @@ class Execution:
         self.remote = remote
         self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
         self.in_registry: dict[Node, RemoteImage] = {}  # each node's image in the registry cache, if known
+        self.builders: dict[Node, str] = {}  # the builder that built each node built here ("buildkit", "classic")
         self._pushes: ThreadPoolExecutor | None = None  # while a plan runs: uploads to the registry cache
         self._lock = threading.Lock()
 
@@ -181,6 +183,8 @@ class Execution:
         else:
             request = self._rootfs_request(planned, target, cancel)
         result = self.executor.build(request, cancel, self._progress(node))
+        with self._lock:
+            self.builders[node] = result.builder
         # The image is what the key names (the executor checked the context sent, the key label and
         # the platform): only now does it get its content tag, and then its record.
         self.executor.tag(result.image_id, target.repository, content_tag(planned.key))
@@ -216,6 +220,7 @@ class Execution:
             network_mode="none" if is_hermetic(target, self.loaded.workspace.settings) else None,
             no_cache=planned.forced,
             engine_timeout_s=self.options.engine_timeout_s,
+            secrets=build_secrets(target, self.loaded.root),
         )
 
     def _rootfs_request(self, planned: PlannedNode, target: RootfsTarget, cancel: threading.Event) -> BuildRequest:

@@ -6,6 +6,8 @@ and pinned:
 - its RUN steps have no network (the build runs with ``network=none``);
 - its context is exactly its declared ``srcs`` (no directory walk, no ignore file);
 - every external base it uses is pinned in images.lock, and the build names the pinned digest;
+- its needed stages use no ``RUN --mount=type=cache`` (a cache mount carries state from one build
+  to the next);
 - build arguments come only from its BUILD file (the orchestrator never reads them from the
   environment) and no proxy settings are injected from the Docker client's configuration (the
   orchestrator posts builds itself; the CLI's proxy injection never happens).
@@ -77,6 +79,39 @@ def check_hermetic(graph: TargetGraph, settings: WorkspaceSettings, lock: Lock |
     if problems:
         fix = f"declare srcs, and run orchestrator lock to pin bases in {LOCK_FILE}"
         raise HermeticError("not hermetic: " + "; ".join(dict.fromkeys(problems)) + f" ({fix})")
+
+
+def check_hermetic_mounts(graph: TargetGraph, settings: WorkspaceSettings, root: Path, nodes: Iterable[Node]) -> None:
+    """Raise HermeticError naming every hermetic node whose needed stages use a cache mount."""
+    import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
+
+    problems = []
+    for node in sorted(nodes):
+        target = graph.targets[node.label]
+        if not is_hermetic(target, settings):
+            continue
+        assert isinstance(target, ImageTarget)
+        try:
+            text = df.read(root / target.dockerfile, path=target.dockerfile)
+        except OSError:
+            continue  # the build says it cannot read the Dockerfile
+        mounts = df.run_mounts(
+            text,
+            path=target.dockerfile,
+            build_args=dict(target.build_args),
+            target=target.target,
+            platform=node.platform,
+        )
+        lines = sorted({mount.line for mount in mounts if mount.type == "cache"})
+        if lines:
+            where = ", ".join(f"{target.dockerfile}:{line}" for line in lines)
+            problems.append(f"{target.label} uses RUN --mount=type=cache ({where})")
+    if problems:
+        raise HermeticError(
+            "not hermetic: " + "; ".join(dict.fromkeys(problems)) + " (a cache mount carries state from one "
+            "build to the next, so the image would depend on more than its inputs: remove the cache mount, "
+            "or set hermetic = False on the target)"
+        )
 
 
 def check_pinned_images(graph: TargetGraph, lock: Lock | None, nodes: Iterable[Node], executor: Executor) -> None:

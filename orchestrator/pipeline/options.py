@@ -15,6 +15,7 @@ class BuildOptions:
     platforms: tuple[str, ...] = ()  # only these platforms' nodes of the selection (default: all)
     load: bool = False  # pull the selection's registry hits too, so the engine has every image
     push: bool = False  # put the selection's human tags in the registry
+    executor: str | None = None  # auto | buildkit | classic (--executor); None: WORKSPACE's executor
 
 
 class Terminated(KeyboardInterrupt):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orchestrator.dockerfile as df
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
-from orchestrator.engine.api import KEY_LABEL, BuildRequest, ExtraFile
+from orchestrator.engine.api import KEY_LABEL, BuildRequest, ExtraFile, Secret
 from orchestrator.errors import InputChanged
 from orchestrator.graph.graph import NodeDeps
 from orchestrator.keys.context import ContextEntry
@@ -71,12 +71,14 @@ def image_request(
     network_mode: str | None = None,
     no_cache: bool = False,
     engine_timeout_s: float | None = None,
+    secrets: tuple[Secret, ...] = (),
 ) -> BuildRequest:
     """The build of an image node from ``dockerfile`` (its bytes, read once) and ``entries``.
 
     ``inputs_digest`` and ``algorithm``: what the key hashed of the Dockerfile and the context, for
     the request's ContextCheck. ``pins``: external references images.lock pins for this platform;
-    the build names the digests. ``no_cache``: without the engine's layer cache.
+    the build names the digests. ``no_cache``: without the engine's layer cache. ``secrets``: where
+    the target's secret values are (never the values); its ssh ids come from ``target``.
     """
     text = df.decode(dockerfile, path=target.dockerfile)
     info = df.analyze_image(target, text, node.platform)
@@ -119,6 +121,8 @@ def image_request(
         # hermetic: never reuse a layer that a RUN with network made
         no_cache=no_cache or network_mode == "none",
         engine_timeout_s=engine_timeout_s,
+        secrets=secrets,
+        ssh=target.ssh,
         log_path=log,
     )
 

@@ -12,7 +12,7 @@ cache, the engine and the registry hold, hands that to the pure planner (``plan.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.cache.records import Records
@@ -20,7 +20,7 @@ from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
-from orchestrator.engine.api import Executor, ImageSummary, TransferFailed
+from orchestrator.engine.api import BuilderChoice, Executor, ImageSummary, TransferFailed
 from orchestrator.engine.emulation import check_emulation
 from orchestrator.engine.local import Engine
 from orchestrator.errors import NothingMatchedError, OrchestratorError, UsageError
@@ -28,17 +28,26 @@ from orchestrator.keys.hashing import keys_with_store
 from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.builder import check_builds
 from orchestrator.pipeline.execute import Executed, Execution, Listener
 from orchestrator.pipeline.hermetic import (
     check_base_platforms,
     check_bases_found,
     check_hermetic,
+    check_hermetic_mounts,
     check_pinned_images,
 )
 from orchestrator.pipeline.options import BuildOptions, Terminated
-from orchestrator.pipeline.plan import Known, Plan, make_plan, use_remote
+from orchestrator.pipeline.plan import Action, Known, Plan, make_plan, use_remote
 from orchestrator.pipeline.promote import promote, publish_selected
-from orchestrator.pipeline.summary import BuildSummary, NodeReport, all_reports, prefer_work_done
+from orchestrator.pipeline.summary import (
+    BuildSummary,
+    ExecutorUse,
+    NodeReport,
+    NodeStatus,
+    all_reports,
+    prefer_work_done,
+)
 from orchestrator.registry.cache import Level, Notice, RemoteCache
 from orchestrator.registry.client import Registry
 from orchestrator.registry.pins import Resolver, check_locked
@@ -78,9 +87,10 @@ def run(
 
     ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
     the hashing); a dry run goes on without one when it raises. ``warn`` receives the plan's notices
-    (WARNING or ERROR), then the ERROR ones of the run (its warnings are in the summary).
+    (WARNING or ERROR), the builder's fallback (once, before anything is built), then the ERROR ones
+    of the run (its warnings are in the summary).
     """
-    pipeline = Pipeline(loaded, store, cache_dir, None, request.options, listener, remote)
+    pipeline = Pipeline(loaded, store, cache_dir, None, request.options, listener, remote, warn=warn)
     keys = pipeline.compute_keys(request.labels)
     if request.locked:
         check_locked(loaded.graph, loaded.lock, [k.node for k in keys])
@@ -167,6 +177,8 @@ class Pipeline:
         listener: Listener | None = None,
         remote: RemoteCache | None = None,
         base_registries: Callable[[str], Registry] = Registry,
+        *,
+        warn: Callable[[Notice], None] = lambda notice: None,
     ) -> None:
         self.loaded = loaded
         self.graph = loaded.graph
@@ -181,6 +193,8 @@ class Pipeline:
         self.absent_bases: set[str] = set()  # unpinned bases of the nodes to build that the engine lacks
         self.computer: KeyComputer | None = None
         self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
+        self.warn = warn  # the builder's fallback warning goes here
+        self.builder: BuilderChoice | None = None  # selected before the first build; None: nothing built yet
         self._keys: list[NodeKey] = []
 
     def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
@@ -214,7 +228,9 @@ class Pipeline:
         if keys is None:
             keys = self.compute_keys(labels)
         self._keys = keys
-        check_hermetic(self.graph, self.loaded.workspace.settings, self.loaded.lock, [k.node for k in keys])
+        settings = self.loaded.workspace.settings
+        check_hermetic(self.graph, settings, self.loaded.lock, [k.node for k in keys])
+        check_hermetic_mounts(self.graph, settings, self.loaded.root, [k.node for k in keys])
         closure = self.graph.with_dependencies(labels)
         repositories = {label: self.graph.targets[label].repository for label in closure}
         if images is None and self.executor is not None:
@@ -260,6 +276,28 @@ class Pipeline:
         finally:
             resolver.close()
 
+    @property
+    def requested_builder(self) -> str:
+        """``--executor``, else WORKSPACE's ``executor`` (auto by default)."""
+        return self.options.executor or self.loaded.workspace.settings.executor
+
+    def prepare_builds(self, plan: Plan) -> None:
+        """Select the builder (once, and only when something is to be built) and check what the builds need.
+
+        Raises BuildKitUnavailable (``--executor buildkit`` where BuildKit cannot be reached) or
+        BuilderError (secrets, ssh or a ``# syntax`` frontend the builds need and lack) before anything
+        is built; ``auto`` falling back to the classic builder is one WARNING.
+        """
+        assert self.executor is not None
+        nodes = [p.node for p in plan.to_build]
+        if not nodes:
+            return
+        if self.builder is None:
+            self.builder = self.executor.select_builder(self.requested_builder)
+            if self.builder.warning:
+                self.warn(Notice(message=self.builder.warning))
+        check_builds(self.graph, self.loaded.root, nodes, self.builder, self.requested_builder, self.executor)
+
     def _known(self, keys: list[NodeKey]) -> Known:
         """What the local cache holds for ``keys``: their records, and why a key without one is new."""
         records = {k.key: record for k in keys if (record := self.records.get(k.key)) is not None}
@@ -281,6 +319,7 @@ class Pipeline:
     def run(self, plan: Plan) -> BuildSummary:
         """Execute ``plan``; what the registry failed to deliver is built here in a second pass."""
         assert self.executor is not None and self.computer is not None
+        self.prepare_builds(plan)
         execution = Execution(
             loaded=self.loaded,
             records=self.records,
@@ -303,9 +342,11 @@ class Pipeline:
             for node in failed_pulls:
                 self.remote.warn(f"{node}: {executed.outcomes[node].error}; building it here instead")
             plan = self.plan(sorted(plan.selected), self._keys)
+            self.prepare_builds(plan)
             executed = execution.execute(plan)
         second = all_reports(plan, execution.done, executed.outcomes)
         reports = {n: prefer_work_done(first_pass.get(n), report) for n, report in second.items()}
+        reports = self._with_builders(plan, reports, execution.builders)
         interrupted = executed.stop is not None
         promoted = () if interrupted else promote(self.graph, self.executor, plan, reports)
         published = None
@@ -320,7 +361,30 @@ class Pipeline:
             terminated=isinstance(stop, Terminated) or isinstance(getattr(stop, "__cause__", None), Terminated),
             warnings=tuple(self.remote.warnings) if self.remote is not None else (),
             published=published,
+            executor=ExecutorUse(
+                requested=self.requested_builder,
+                used=None if self.builder is None else self.builder.name,
+                detail=None if self.builder is None else self.builder.detail,
+            ),
         )
+
+    def _with_builders(
+        self, plan: Plan, reports: Mapping[Node, NodeReport], builders: Mapping[Node, str]
+    ) -> dict[Node, NodeReport]:
+        """Each node built here (or whose build failed here) with its builder and the engine's URL."""
+        url = getattr(self.executor, "url", None)
+        engine = url if isinstance(url, str) else None
+        by_node = plan.by_node()
+        updated = {}
+        for node, report in reports.items():
+            if report.status is NodeStatus.BUILT and node in builders:
+                report = replace(report, builder=builders[node], engine=engine)
+            elif (
+                report.status is NodeStatus.FAILED and by_node[node].action is Action.BUILD and self.builder is not None
+            ):
+                report = replace(report, builder=self.builder.name, engine=engine)
+            updated[node] = report
+        return updated
 
 
 def _failed_pulls(plan: Plan, executed: Executed) -> list[Node]:

@@ -43,6 +43,17 @@ class NodeReport:
     log: str | None = None
     error: str | None = None
     log_tail: str | None = None
+    builder: str | None = None  # "buildkit" | "classic": what built it (or ran its failed build)
+    engine: str | None = None  # the URL of the engine that built it (or ran its failed build)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorUse:
+    """The builder asked for, and the one used (None when nothing was to be built: never probed)."""
+
+    requested: str  # auto | buildkit | classic
+    used: str | None = None  # buildkit | classic
+    detail: str | None = None  # how it was reached ("docker buildx build --load", ...)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +65,7 @@ class BuildSummary:
     terminated: bool = False  # the interruption was a SIGTERM
     warnings: tuple[str, ...] = ()
     published: Published | None = None  # with --push
+    executor: ExecutorUse = ExecutorUse(requested="auto")  # the builder asked for and used
 
     @property
     def exit_code(self) -> int:

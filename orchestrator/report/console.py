@@ -236,7 +236,9 @@ def _short(step: str) -> str:
     return text if len(text) <= STEP_CHARS else text[: STEP_CHARS - 3] + "..."
 
 
-def print_summary(console: Console, summary: BuildSummary) -> None:
+def print_summary(console: Console, summary: BuildSummary, *, verbose: int = 0) -> None:
+    """The table of nodes not simply cached, failures, counts, moved tags, warnings; with ``verbose``,
+    which builder built and how."""
     interesting = [r for r in summary.reports if r.status is not NodeStatus.CACHED]
     if interesting:
         _print_table(console, interesting)
@@ -255,6 +257,8 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
         f"{summary.count(s)} {s}" for s in NodeStatus if summary.count(s) or s in (NodeStatus.BUILT, NodeStatus.CACHED)
     )
     console.print(f"{counts}; exit {summary.exit_code}", highlight=False)
+    if verbose:
+        console.print(executor_line(summary), highlight=False, markup=False, soft_wrap=True)
     for ref in summary.promoted:
         console.print(f"tagged {ref}", highlight=False)  # only references that moved
     for warning in summary.warnings:
@@ -268,6 +272,14 @@ def print_summary(console: Console, summary: BuildSummary) -> None:
             )
         for error in summary.published.errors:
             console.print(Text.assemble(("PUSH FAILED", "bold red"), f" {error}"), highlight=False)
+
+
+def executor_line(summary: BuildSummary) -> str:
+    """``builder: buildkit (docker buildx build --load; asked auto)``, or why there was none."""
+    use = summary.executor
+    if use.used is None:
+        return f"builder: none (nothing to build; asked {use.requested}, not probed)"
+    return f"builder: {use.used} ({use.detail}; asked {use.requested})"
 
 
 def _print_table(console: Console, reports: list[NodeReport]) -> None:

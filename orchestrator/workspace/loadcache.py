@@ -66,6 +66,8 @@ def target_to_json(target: Target) -> dict[str, Any]:
         "base": None if target.base is None else [str(b) for b in target.base],
         "hermetic": target.hermetic,
         "lint_ignore": [list(p) for p in target.lint_ignore],
+        "secrets": [list(p) for p in target.secrets],
+        "ssh": list(target.ssh),
     }
 
 
@@ -117,6 +119,8 @@ def target_from_json(data: dict[str, Any]) -> Target:
         base=None if data["base"] is None else tuple(_label(b) for b in data["base"]),
         hermetic=data["hermetic"],
         lint_ignore=_pairs(data["lint_ignore"]),
+        secrets=_pairs(data.get("secrets", [])),
+        ssh=tuple(data.get("ssh", [])),
         build_file=data["build_file"],
     )
 

@@ -11,6 +11,12 @@ to call from the scheduler's worker threads.
     fake.add_image("debian:bookworm", labels={})  # an image the engine already has
     FakeExecutor(bases=FAMILY_BASES)  # holds the external bases of tests/workspaces.py's family
 
+Builders: ``select_builder`` records each choice asked (``selections``); BuildKit is there unless
+``buildkit=False`` (then ``auto`` falls back to classic with a warning and ``buildkit`` raises
+BuildKitUnavailable). Each BuildResult names the builder chosen (classic when none was).
+
+    FakeExecutor(buildkit=False)  # an engine whose BuildKit cannot be reached
+
 A build fails before anything is built on an unpinned external base the engine lacks (and no
 registry has): a test that builds on external bases gives them to the fake (``bases=``,
 ``add_image``), as a developer pulls them first.
@@ -28,7 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.engine.api import (
+    BUILDER_CHOICES,
+    BuilderChoice,
     BuildFailed,
+    BuildKitUnavailable,
     BuildRequest,
     BuildResult,
     DaemonUnavailable,
@@ -79,7 +88,12 @@ class FakeExecutor:
     with BuildFailed, when the build is cancelled. ``daemon_up=False`` makes every call raise
     DaemonUnavailable. ``write_logs`` writes a small log at each request's ``log_path``.
     ``bases``: references of images the engine already holds (external bases, for ``native``).
+    ``buildkit``: whether a way to BuildKit works; ``url``: the engine's address, as reports show it.
     """
+
+    BUILDKIT_DETAIL = "the fake engine's BuildKit"
+    CLASSIC_DETAIL = "the fake engine's classic builder"
+    FALLBACK_WARNING = "BuildKit is not available on the fake engine: building with the classic builder"
 
     def __init__(
         self,
@@ -92,6 +106,8 @@ class FakeExecutor:
         registry: FakeRegistry | None = None,
         native: str = "linux/amd64",
         bases: Collection[str] = (),
+        buildkit: bool = True,
+        url: str = "fake://engine",
     ) -> None:
         self._fail = fail
         self._durations = dict(durations or {})
@@ -111,6 +127,10 @@ class FakeExecutor:
         self.running = 0
         self.max_running = 0
         self.closed = False  # close() was called (the fake goes on answering)
+        self.buildkit = buildkit
+        self.url = url
+        self.selections: list[str] = []  # every choice select_builder was asked, in order
+        self.builder: str | None = None  # the builder chosen; None: never asked (classic)
         for reference in bases:
             self.add_image(reference, platform=native)
 
@@ -133,6 +153,23 @@ class FakeExecutor:
         finally:
             with self._lock:
                 self.running -= 1
+
+    def select_builder(self, choice: str) -> BuilderChoice:
+        self.ping()
+        if choice not in BUILDER_CHOICES:
+            raise ValueError(f"no builder {choice!r}")
+        with self._lock:
+            self.selections.append(choice)
+        if choice == "classic" or (choice == "auto" and not self.buildkit):
+            warning = self.FALLBACK_WARNING if choice == "auto" else None
+            self.builder = "classic"
+            return BuilderChoice(name="classic", detail=self.CLASSIC_DETAIL, warning=warning)
+        if not self.buildkit:
+            raise BuildKitUnavailable(
+                "--executor buildkit: the fake engine has no BuildKit (use --executor auto or classic)"
+            )
+        self.builder = "buildkit"
+        return BuilderChoice(name="buildkit", detail=self.BUILDKIT_DETAIL)
 
     def inspect(self, reference: str) -> ImageInfo | None:
         self.ping()
@@ -272,7 +309,7 @@ class FakeExecutor:
             self.images.setdefault(image_id, FakeImage(image_id, dict(request.labels), request.platform))
             self._built.append(request.image)
         self._log(request, [STEP, f"Successfully built {image_id[7:19]}"])
-        return BuildResult(image_id=image_id, duration_s=duration)
+        return BuildResult(image_id=image_id, duration_s=duration, builder=self.builder or "classic")
 
     def _fails(self, request: BuildRequest) -> bool:
         if callable(self._fail):

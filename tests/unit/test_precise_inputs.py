@@ -251,3 +251,22 @@ def test_precise_keys_are_the_same_in_a_copy_elsewhere(nested: ScratchWorkspace,
     copy = ScratchWorkspace(root=tmp_path / "copy", cache_dir=tmp_path / "copy-cache")
     shutil.copytree(nested.root, copy.root)
     assert copy.keys() == nested.keys()
+
+
+def test_a_secret_file_in_the_context_is_never_an_input(workspace: ScratchWorkspace) -> None:
+    """A secret is mounted into a RUN, never sent: even ``COPY . .`` does not take its file."""
+    workspace.write(
+        {
+            "WORKSPACE": 'workspace(name = "w")\n',
+            "app/BUILD": 'image(name = "app", secrets = {"token": "file:token.txt"})\n',
+            "app/Dockerfile": "FROM debian:bookworm\nCOPY . /src/\n",
+            "app/token.txt": "canary-1\n",
+            "app/main.py": "print()\n",
+        }
+    )
+    before = workspace.keys()
+    workspace.write({"app/token.txt": "canary-2\n"})
+    assert workspace.keys() == before
+    result = workspace.run("explain", "//app:app", "-o", "json")
+    paths = {e["path"] for e in json.loads(result.stdout)[0]["inputs"]["entries"]}
+    assert paths == {"Dockerfile", "main.py"}

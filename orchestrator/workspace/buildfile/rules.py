@@ -8,6 +8,7 @@ records a frozen target. Nothing here knows about Starlark: the loader binds the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -50,6 +51,8 @@ IMAGE_ATTRS: Mapping[str, str] = {
     "base": OPT_LABEL_LIST,
     "hermetic": OPT_BOOL,
     "lint_ignore": STR_DICT,  # lint rule -> the reason it does not apply
+    "secrets": STR_DICT,  # secret id -> "env:NAME" or "file:path" (BuildKit only)
+    "ssh": STR_LIST,  # ssh agent ids to forward ("default": $SSH_AUTH_SOCK; BuildKit only)
     "visibility": OPT_STR_LIST,  # accepted for Bazel familiarity; no effect
 }
 IMAGE_TEST_ATTRS: Mapping[str, str] = {
@@ -242,6 +245,8 @@ def image(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:
             base=None if base is None else tuple(Label.parse(b, current_package=ctx.package) for b in base),
             hermetic=kwargs.get("hermetic"),
             lint_ignore=_lint_ignore(kwargs.get("lint_ignore"), name),
+            secrets=_secrets(ctx, kwargs.get("secrets"), name),
+            ssh=_ssh(kwargs.get("ssh"), name),
             build_file=ctx.build_file,
         ),
     )
@@ -252,6 +257,47 @@ def _lint_ignore(value: Mapping[str, str] | None, name: str) -> Pairs:
         if not reason.strip():
             raise BuildFileError(f"image(name={name!r}): lint_ignore[{rule!r}] needs a reason")
     return _pairs(value)
+
+
+_BUILDKIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_FORM = 'a secret is "env:NAME" (an environment variable) or "file:path" (relative to the package)'
+
+
+def _secrets(ctx: PackageContext, value: Mapping[str, str] | None, name: str) -> Pairs:
+    """``secrets``: id -> ``env:NAME`` | ``file:path`` (the path made workspace-relative, checked inside).
+
+    Only where each value is; whether the variable is set or the file exists is checked when a build
+    needs it (a cached build needs no secret).
+    """
+    found = []
+    for secret_id, source in (value or {}).items():
+        where = f"image(name={name!r}): secrets[{secret_id!r}]"
+        if not _BUILDKIT_ID.fullmatch(secret_id):
+            raise BuildFileError(
+                f"{where}: a secret id is letters, digits, '_', '.' and '-', not starting with '_', '.' or '-'"
+            )
+        kind, sep, rest = source.partition(":")
+        if not sep or kind not in ("env", "file") or not rest:
+            raise BuildFileError(f"{where} = {source!r}: {_SECRET_FORM}")
+        if kind == "env":
+            if not _ENV_NAME.fullmatch(rest):
+                raise BuildFileError(f"{where} = {source!r}: {rest!r} is not an environment variable name")
+            found.append((secret_id, f"env:{rest}"))
+        else:
+            path = _workspace_path(ctx, rest, what=f"{where}: file", must_exist=None)
+            found.append((secret_id, f"file:{path}"))
+    return tuple(sorted(found))
+
+
+def _ssh(value: list[str] | None, name: str) -> tuple[str, ...]:
+    for agent in value or ():
+        if not _BUILDKIT_ID.fullmatch(agent):
+            raise BuildFileError(
+                f"image(name={name!r}): ssh has {agent!r}, which is not an ssh id: letters, digits, '_', '.' "
+                "and '-' (\"default\" forwards $SSH_AUTH_SOCK)"
+            )
+    return tuple(sorted(set(value or ())))
 
 
 def image_test(ctx: PackageContext, *args: Any, **kwargs: Any) -> None:

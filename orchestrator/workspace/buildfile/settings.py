@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core.model import WorkspaceSettings
-from orchestrator.errors import BuildFileError
+from orchestrator.core.model import EXECUTOR_CHOICES, WorkspaceSettings
+from orchestrator.errors import BuildFileError, did_you_mean
 from orchestrator.workspace.buildfile.rules import (
     OPT_BOOL,
     OPT_NUMBER,
@@ -27,6 +27,7 @@ WORKSPACE_ATTRS = {
     "eval_memory_mb": OPT_NUMBER,
     "engine_timeout": OPT_NUMBER,
     "external_images": OPT_STR_LIST,
+    "executor": OPT_STR,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
 
@@ -36,6 +37,12 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
     key_digest = kwargs.get("key_digest") or "xxh3"
     if key_digest not in KEY_DIGESTS:
         raise BuildFileError(f"workspace(): key_digest must be one of {', '.join(KEY_DIGESTS)}, got {key_digest!r}")
+    executor = kwargs.get("executor") or "auto"
+    if executor not in EXECUTOR_CHOICES:
+        raise BuildFileError(
+            f"workspace(): executor must be one of {', '.join(EXECUTOR_CHOICES)}, got {executor!r}"
+            f"{did_you_mean(executor, list(EXECUTOR_CHOICES))}"
+        )
     return WorkspaceSettings(
         eval_timeout_s=_positive(kwargs, "eval_timeout", 60.0),
         eval_memory_mb=int(_positive(kwargs, "eval_memory_mb", 2048)),
@@ -48,6 +55,7 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
         cache_dir=kwargs.get("cache_dir"),
         key_digest=key_digest,
         external_images=_external_images(kwargs.get("external_images")),
+        executor=executor,
     )
 
 
