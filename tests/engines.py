@@ -13,6 +13,11 @@ paths must stay under 108 bytes):
 - dockerd with its own ``--data-root``, ``--exec-root``, ``--pidfile``, ``--host unix://...`` and
   ``--config-file`` (so ``/etc/docker/daemon.json`` cannot conflict with these flags).
 
+With ``tls=True`` dockerd also listens on ``tcp://127.0.0.1:<a free port>`` with mutual TLS
+(``--tlsverify``): ``make_certificates`` (the ``openssl`` CLI) makes a CA, a server certificate for
+``127.0.0.1`` (an IP SAN) and a client certificate; ``tcp_url`` is the address, ``client_tls`` the
+directory of ``ca.pem``, ``cert.pem``, ``key.pem`` a client needs (the docker CLI's DOCKER_CERT_PATH).
+
 It yields a ``PrivateEngine``: ``url``, ``pid``, ``gateway``; ``stop()``, ``kill9()``, ``sigstop()``,
 ``sigcont()``, ``restart()`` (same directories: what the engine had survives, as after a crash) and
 ``import_rootfs()``. When the block ends it stops dockerd, the containers it left (their shims),
@@ -58,6 +63,7 @@ class PrivateEngine:
     root: Path
     gateway: str
     start_seconds: float = 0.0  # how long running_engine() took to have it answer
+    tcp_port: int | None = None  # with tls=True: dockerd listens on 127.0.0.1:tcp_port with mutual TLS
     _dockerd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _containerd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -69,6 +75,22 @@ class PrivateEngine:
     def url(self) -> str:
         """``unix:///tmp/orch-engine-.../docker.sock``: for ``DOCKER_HOST`` or ``DockerExecutor(url)``."""
         return f"unix://{self.socket}"
+
+    @property
+    def tcp_url(self) -> str:
+        """``tcp://127.0.0.1:<port>``: the engine over TCP with mutual TLS (``running_engine(tls=True)``)."""
+        if self.tcp_port is None:
+            raise EngineStartError(f"the private engine {self.name} was started without tls=True")
+        return f"tcp://127.0.0.1:{self.tcp_port}"
+
+    @property
+    def server_tls(self) -> Path:
+        return self.root / "tls" / "server"
+
+    @property
+    def client_tls(self) -> Path:
+        """The client's ``ca.pem``, ``cert.pem`` and ``key.pem`` (signed by the CA dockerd trusts)."""
+        return self.root / "tls" / "client"
 
     @property
     def containerd_socket(self) -> Path:
@@ -159,10 +181,11 @@ class PrivateEngine:
 
 
 @contextlib.contextmanager
-def running_engine(*, data_size_mb: int | None = None) -> Iterator[PrivateEngine]:
+def running_engine(*, data_size_mb: int | None = None, tls: bool = False) -> Iterator[PrivateEngine]:
     """A private engine, running; everything it made is gone when the block ends.
 
-    ``data_size_mb``: its data-root is a tmpfs of that size (a disk that fills up).
+    ``data_size_mb``: its data-root is a tmpfs of that size (a disk that fills up). ``tls``: it also
+    listens on ``tcp://127.0.0.1:<port>`` with mutual TLS (certificates made here, see the module docstring).
     """
     _check_can_run()
     started = time.monotonic()
@@ -177,6 +200,9 @@ def running_engine(*, data_size_mb: int | None = None) -> Iterator[PrivateEngine
         if data_size_mb is not None:
             (root / "data").mkdir()
             _run("mount", "-t", "tmpfs", "-o", f"size={data_size_mb}m", "tmpfs", str(root / "data"))
+        if tls:
+            make_certificates(root / "tls")
+            engine.tcp_port = _free_port()
         stack.callback(_stop_containerd, engine)
         engine._containerd = _start_containerd(engine)
         stack.callback(_kill_shims, engine)
@@ -273,9 +299,74 @@ def _start_dockerd(engine: PrivateEngine) -> subprocess.Popen[bytes]:
         "--ip-masq=false",
         "--shutdown-timeout=2",
     ]
+    if engine.tcp_port is not None:
+        server = engine.server_tls
+        argv += [
+            f"--host=tcp://127.0.0.1:{engine.tcp_port}",
+            "--tlsverify",
+            f"--tlscacert={server / 'ca.pem'}",
+            f"--tlscert={server / 'cert.pem'}",
+            f"--tlskey={server / 'key.pem'}",
+        ]
     process = _spawn(argv, engine.log)
     _wait_until(lambda: _answers(engine.socket), process, engine.log, "dockerd")
+    if engine.tcp_port is not None:
+        _wait_until(lambda: _listens(engine.tcp_port or 0), process, engine.log, "dockerd's TLS port")
     return process
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA and two certificates it signed, with the ``openssl`` CLI (EC P-256 keys: fast to make).
+
+    ``directory/server``: ``ca.pem``, ``cert.pem`` (for ``127.0.0.1``, an IP SAN; serverAuth),
+    ``key.pem``; ``directory/client``: ``ca.pem``, ``cert.pem`` (clientAuth), ``key.pem``. The CA's
+    key stays in ``directory/ca``. Call it again on another directory for a CA dockerd does not trust.
+    """
+    ca, server, client = directory / "ca", directory / "server", directory / "client"
+    for folder in (ca, server, client):
+        folder.mkdir(parents=True, exist_ok=True)
+    key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _run(
+        "openssl", "req", "-x509", *key_options, "-keyout", str(ca / "key.pem"), "-out", str(ca / "ca.pem"),
+        "-days", "2", "-subj", "/CN=orchestrator test CA",
+    )  # fmt: skip
+    for folder, name, extensions in (
+        (server, "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        (client, "orchestrator-test-client", "extendedKeyUsage=clientAuth\n"),
+    ):
+        (folder / "extensions.cnf").write_text(extensions)
+        _run(
+            "openssl", "req", *key_options, "-keyout", str(folder / "key.pem"), "-out", str(folder / "request.csr"),
+            "-subj", f"/CN={name}",
+        )  # fmt: skip
+        _run(
+            "openssl", "x509", "-req", "-in", str(folder / "request.csr"), "-CA", str(ca / "ca.pem"),
+            "-CAkey", str(ca / "key.pem"), "-CAcreateserial", "-out", str(folder / "cert.pem"), "-days", "2",
+            "-extfile", str(folder / "extensions.cnf"),
+        )  # fmt: skip
+        shutil.copyfile(ca / "ca.pem", folder / "ca.pem")
+        (folder / "key.pem").chmod(0o600)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listens(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -30,7 +30,10 @@ class PlanOutput(StrEnum):
 def build(
     ctx: typer.Context,
     patterns: Annotated[list[str] | None, typer.Argument(help="Target patterns (default //...)")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Builds at once (default: cores)")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Builds at once (default: the engine's jobs, else cores)"),
+    ] = None,
     keep_going: Annotated[
         bool, typer.Option("--keep-going/--fail-fast", help="Go on with independent branches after a failure")
     ] = True,

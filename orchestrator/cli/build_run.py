@@ -14,8 +14,9 @@ from pathlib import Path
 import typer
 
 from orchestrator.cache.store import Store
-from orchestrator.cli.common import Output, emit_json, load_workspace, options, stderr_console
+from orchestrator.cli.common import Output, emit_json, engine_spec, load_workspace, options, stderr_console
 from orchestrator.cli.session import run_on_console, sigterm_stops_cleanly
+from orchestrator.core.engines import EngineSpec
 from orchestrator.engine.local import Engine, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
@@ -28,6 +29,7 @@ from orchestrator.report.console import print_summary
 from orchestrator.report.json_report import write_report
 from orchestrator.report.plan_json import render_plan
 from orchestrator.report.summary import build_markdown, write_step_summary
+from orchestrator.workspace.loading import LoadedWorkspace
 
 
 def _print_plan(plan: Plan) -> None:
@@ -78,19 +80,26 @@ class BuildCommand:
 
 
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
+    command.check()
+    loaded = load_workspace(ctx)
+    spec = engine_spec(ctx, loaded)  # WORKSPACE's engines are known once it is loaded
     # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
-    # on a thread while the workspace is loaded and hashed here.
+    # on a thread while the workspace is hashed here.
     with (
         sigterm_stops_cleanly(),
         ThreadPoolExecutor(max_workers=1) as pool,
-        closed_at_end(pool.submit(connect)) as engine_future,
+        closed_at_end(pool.submit(connect, spec)) as engine_future,
     ):
-        _build(ctx, engine_future, command)
+        _build(ctx, loaded, engine_future, command, spec)
 
 
-def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildCommand) -> None:
-    command.check()
-    loaded = load_workspace(ctx)
+def _build(
+    ctx: typer.Context,
+    loaded: LoadedWorkspace,
+    engine_future: Future[Engine],
+    command: BuildCommand,
+    spec: EngineSpec | None,
+) -> None:
     graph = loaded.graph
     selected = graph.select(command.patterns or [])
     if command.since is not None:
@@ -100,7 +109,7 @@ def _build(ctx: typer.Context, engine_future: Future[Engine], command: BuildComm
     request = Request(
         labels=selected,
         options=BuildOptions(
-            jobs=command.jobs or os.cpu_count() or 1,
+            jobs=command.jobs or (spec.jobs if spec is not None else None) or os.cpu_count() or 1,
             keep_going=command.keep_going,
             no_cache=command.no_cache,
             platforms=command.platforms,

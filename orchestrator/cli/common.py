@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from orchestrator.core.engines import EngineSpec, choose_engine
 from orchestrator.core.label import Label
 from orchestrator.errors import OrchestratorError
 from orchestrator.workspace.loading import LoadedWorkspace, load
@@ -84,6 +85,7 @@ class GlobalOptions:
     workspace: Path | None = None
     cache_dir: str | None = None
     verbose: int = 0
+    engines: tuple[str, ...] = ()  # --engine URL (repeatable; for now one)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -94,6 +96,14 @@ def options(ctx: typer.Context) -> GlobalOptions:
 def load_workspace(ctx: typer.Context) -> LoadedWorkspace:
     opts = options(ctx)
     return load(Path.cwd(), explicit_root=opts.workspace, use_cache=True, cache_dir=opts.cache_dir)
+
+
+def engine_spec(ctx: typer.Context, loaded: LoadedWorkspace) -> EngineSpec | None:
+    """The engine to build on: ``--engine``, else WORKSPACE's ``engines``, else None (DOCKER_HOST's).
+
+    UsageError (exit 2) for two or more, or a URL not taken.
+    """
+    return choose_engine(options(ctx).engines, loaded.workspace.settings.engines)
 
 
 def print_error(error: OrchestratorError) -> None:

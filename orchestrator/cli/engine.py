@@ -1,4 +1,5 @@
-"""The local Docker engine for commands that can do without one (lock, query outdated)."""
+"""The Docker engine for commands that can do without one (lock, lint, query outdated): the one
+``--engine`` or ``workspace(engines = ...)`` names, else DOCKER_HOST's, else the local socket."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ from typing import TYPE_CHECKING
 from orchestrator.engine.api import DaemonUnavailable, Executor
 
 if TYPE_CHECKING:
+    from orchestrator.core.engines import EngineSpec
     from orchestrator.registry.pins import Resolver
 
 
-def local_engine() -> Executor | None:
-    """The engine at DOCKER_HOST or the default socket, or None (with a note) when none answers."""
+def local_engine(spec: EngineSpec | None = None) -> Executor | None:
+    """The engine ``spec`` names (None: DOCKER_HOST's, else the default socket), or None (with a note)
+    when none answers."""
     import typer
 
-    from orchestrator.engine.docker import DockerExecutor
+    from orchestrator.engine.local import docker_executor
 
-    executor = DockerExecutor()
+    executor = docker_executor(spec)
     try:
         executor.ping()
     except DaemonUnavailable as exc:
@@ -29,11 +32,11 @@ def local_engine() -> Executor | None:
 
 
 @contextmanager
-def base_resolver() -> Iterator[Resolver]:
-    """A Resolver of bases on the registries and the local engine; both closed when the command ends."""
+def base_resolver(spec: EngineSpec | None = None) -> Iterator[Resolver]:
+    """A Resolver of bases on the registries and the engine; both closed when the command ends."""
     from orchestrator.registry.pins import Resolver
 
-    executor = local_engine()
+    executor = local_engine(spec)
     resolver = Resolver(executor)
     try:
         yield resolver

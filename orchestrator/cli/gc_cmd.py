@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import handle_errors, load_workspace, options
+from orchestrator.cli.common import engine_spec, handle_errors, load_workspace, options
 from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def gc(
     loaded = load_workspace(ctx)
     with ExitStack() as stack:
         store = stack.enter_context(Store(loaded.workspace.cache_dir(options(ctx).cache_dir)))
-        engine = connect()
+        engine = connect(engine_spec(ctx, loaded))
         stack.callback(engine.executor.close)
         try:
             remote = stack.enter_context(Registry(registry)) if registry else None

@@ -6,7 +6,8 @@
 The root callback (``main.py``) takes them before the command. ``GlobalOptionsGroup``, the root's
 click group, gives every command and group below it the same options, which take nothing to the
 command's function (``expose_value=False``): their callbacks update the root's ``GlobalOptions``,
-the value after the command winning (``-v`` counts both places). Click parses a command's
+the value after the command winning (``-v`` counts both places; ``--engine`` given after the
+command replaces those given before it). Click parses a command's
 options after the root callback has run, so the root's values are there to override.
 """
 
@@ -23,6 +24,11 @@ from orchestrator.cli.common import GlobalOptions
 WORKSPACE_HELP = "Workspace root (default: walk up to WORKSPACE)"
 CACHE_DIR_HELP = "Local cache directory (default: WORKSPACE's, else ~/.cache)"
 VERBOSE_HELP = "More output (-vv more still)"
+ENGINE_HELP = (
+    "The Docker Engine to build on: unix:///path, tcp://host:port (TLS from the WORKSPACE engines entry "
+    "of that URL) or ssh://user@host; replaces WORKSPACE's engines (default: them, else DOCKER_HOST, "
+    "else the local socket); one for now"
+)
 PREFIX = "global_"  # the parameter names of the copies after the command (the CLI reference skips them)
 
 
@@ -48,6 +54,11 @@ def _add_verbose(ctx: typer.Context, _param: Any, value: int) -> None:
         _root_options(ctx).verbose += value
 
 
+def _set_engines(ctx: typer.Context, _param: Any, value: tuple[str, ...] | None) -> None:
+    if value:
+        _root_options(ctx).engines = tuple(value)
+
+
 def _after_command_options() -> list[TyperOption]:
     return [
         TyperOption(
@@ -62,6 +73,14 @@ def _after_command_options() -> list[TyperOption]:
             metavar="TEXT",
             help=CACHE_DIR_HELP,
             callback=_set_cache_dir,
+            expose_value=False,
+        ),
+        TyperOption(
+            param_decls=["--engine", f"{PREFIX}engine"],
+            metavar="URL",
+            multiple=True,
+            help=ENGINE_HELP,
+            callback=_set_engines,
             expose_value=False,
         ),
         TyperOption(

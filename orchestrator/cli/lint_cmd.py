@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import emit_json, handle_errors, load_workspace
+from orchestrator.cli.common import emit_json, engine_spec, handle_errors, load_workspace
 from orchestrator.lint import Level
 
 EXIT_FINDINGS = 1
@@ -49,7 +49,7 @@ def lint(
     from orchestrator.lint.report import to_json, to_text
 
     labels = loaded.graph.select(patterns or [])
-    with cli_engine.base_resolver() as resolver:
+    with cli_engine.base_resolver(engine_spec(ctx, loaded)) as resolver:
         report = run_lint(loaded.root, loaded.graph, labels, lock=loaded.lock, bases=resolver)
     if output is LintOutput.json:
         emit_json(to_json(report))

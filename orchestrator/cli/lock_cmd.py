@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import emit_json, handle_errors, load_workspace
+from orchestrator.cli.common import emit_json, engine_spec, handle_errors, load_workspace
 from orchestrator.errors import UsageError
 
 
@@ -42,7 +42,7 @@ def lock(
     if references and not update:
         raise UsageError("naming bases re-resolves them: add --update (orchestrator lock --update REF...)")
     loaded = load_workspace(ctx)
-    with base_resolver() as resolver:
+    with base_resolver(engine_spec(ctx, loaded)) as resolver:
         new_lock, changes = updated_lock(
             loaded.graph, loaded.lock, resolver, update=(references or []) if update else None
         )

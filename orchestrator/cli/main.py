@@ -11,7 +11,13 @@ from orchestrator import __version__
 from orchestrator.cache import store
 from orchestrator.cli import build_cmd, gc_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
 from orchestrator.cli.common import GlobalOptions, print_warning
-from orchestrator.cli.global_options import CACHE_DIR_HELP, VERBOSE_HELP, WORKSPACE_HELP, GlobalOptionsGroup
+from orchestrator.cli.global_options import (
+    CACHE_DIR_HELP,
+    ENGINE_HELP,
+    VERBOSE_HELP,
+    WORKSPACE_HELP,
+    GlobalOptionsGroup,
+)
 
 app = typer.Typer(
     name="orchestrator",
@@ -47,12 +53,13 @@ def main(
     ctx: typer.Context,
     workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help=WORKSPACE_HELP)] = None,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", help=CACHE_DIR_HELP)] = None,
+    engine: Annotated[list[str] | None, typer.Option("--engine", metavar="URL", help=ENGINE_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(workspace=workspace, cache_dir=cache_dir, verbose=verbose)
+    ctx.obj = GlobalOptions(workspace=workspace, cache_dir=cache_dir, verbose=verbose, engines=tuple(engine or ()))
     store.set_warning_handler(print_warning)  # a quarantined local cache: one WARNING line
 
 

@@ -115,7 +115,7 @@ def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
 
     Asks the registries the bases name and the local engine (bases imported here).
     """
-    from orchestrator.cli.common import emit_json
+    from orchestrator.cli.common import emit_json, engine_spec
     from orchestrator.cli.engine import base_resolver
     from orchestrator.errors import WorkspaceError
     from orchestrator.registry.pins import outdated_bases
@@ -124,7 +124,7 @@ def outdated(ctx: typer.Context, output: OutputOpt = Output.label) -> None:
     loaded = load_workspace(ctx)
     if loaded.lock is None:
         raise WorkspaceError(f"no {LOCK_FILE} in {loaded.root}: run orchestrator lock first")
-    with base_resolver() as resolver:
+    with base_resolver(engine_spec(ctx, loaded)) as resolver:
         found = outdated_bases(loaded.graph, loaded.lock, resolver)
     if output is Output.json:
         emit_json(

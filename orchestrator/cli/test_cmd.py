@@ -26,6 +26,7 @@ from orchestrator.cli.common import (
     RegistryOpt,
     RemoteCacheWriteOpt,
     RequireRegistryOpt,
+    engine_spec,
     handle_errors,
     load_workspace,
     options,
@@ -45,7 +46,8 @@ def test(
     patterns: Annotated[list[str] | None, typer.Argument(help="image_test patterns (default //...)")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here")] = None,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Builds, and tests, at once (default: cores)")
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Builds, and tests, at once (default: the engine's jobs, else cores)"),
     ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run every check again (images still come from the build cache)")
@@ -73,7 +75,7 @@ def test(
     command = ImageTestOptions(
         patterns=tuple(patterns or ()),
         junit=junit,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs,
         no_cache=no_cache,
         platforms=canonical_all(platform or (), given_as="--platform"),
         timeout_s=timeout,
@@ -94,7 +96,7 @@ class ImageTestOptions:
 
     patterns: tuple[str, ...]
     junit: Path | None
-    jobs: int
+    jobs: int | None  # None: the engine's jobs, else the cores here
     no_cache: bool
     platforms: tuple[str, ...]
     timeout_s: float
@@ -109,8 +111,7 @@ class ImageTestOptions:
 def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     from orchestrator.cache.store import Store
     from orchestrator.cli.session import run_on_console
-    from orchestrator.engine.docker_probe import DockerProbe
-    from orchestrator.engine.local import closed_at_end, connect
+    from orchestrator.engine.local import closed_at_end, connect, docker_probe
     from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
     from orchestrator.imagetest.runner import (
         RunOptions,
@@ -133,10 +134,12 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         if not tests:
             typer.echo(f"no selected image test is affected since {command.since}")
             return 0
+    spec = engine_spec(ctx, loaded)
+    at_once = command.jobs or (spec.jobs if spec is not None else None) or os.cpu_count() or 1
     jobs = plan_jobs(loaded, tests, command.platforms)
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     build_options = BuildOptions(
-        jobs=command.jobs,
+        jobs=at_once,
         keep_going=True,
         platforms=tuple(sorted({job.platform for job in jobs})),
         load=True,  # a node the registry cache holds is pulled: its tests need it in the engine
@@ -155,7 +158,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
         Store(cache_dir) as store,
-        closed_at_end(pool.submit(connect)) as engine_future,
+        closed_at_end(pool.submit(connect, spec)) as engine_future,
     ):
         result = run_on_console(
             console,
@@ -173,8 +176,8 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
             return summary.exit_code
         if remote is not None:
             remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
-        probe = DockerProbe()
-        run_options = RunOptions(jobs=command.jobs, no_cache=command.no_cache, timeout_s=command.timeout_s)
+        probe = docker_probe(spec)  # the image tests run on the engine that built
+        run_options = RunOptions(jobs=at_once, no_cache=command.no_cache, timeout_s=command.timeout_s)
         try:
             outcomes = run_jobs(jobs, summary, store, probe, run_options, _print_outcome)
         except KeyboardInterrupt as stop:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.core.engines import EngineSpec
 from orchestrator.core.label import Label
 
 Pairs = tuple[tuple[str, str], ...]
@@ -101,6 +102,7 @@ class WorkspaceSettings:
     # produces other tags of their repository
     external_images: tuple[str, ...] = ()
     executor: str = "auto"  # one of EXECUTOR_CHOICES: BuildKit when it works, else classic
+    engines: tuple[EngineSpec, ...] = ()  # where to build; --engine replaces them (core/engines.py)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -248,12 +248,11 @@ def extract_context(tar_path: Path, dest: Path) -> None:
     with tarfile.open(tar_path, mode="r:") as tar:
         for member in tar:
             rel = _safe_path(member.name)
-            parent = os.path.dirname(rel)
-            if parent not in directories:
-                raise ValueError(f"context member {member.name!r}: no directory {parent!r} before it in the tar")
+            _make_parents(dest, os.path.dirname(rel), directories, times)  # declared srcs send no directories
             target = dest / rel
             if member.isdir():
-                target.mkdir()
+                if rel not in directories:
+                    target.mkdir()
                 directories.add(rel)
             elif member.issym():
                 os.symlink(member.linkname, target)
@@ -271,6 +270,21 @@ def extract_context(tar_path: Path, dest: Path) -> None:
     for path, mtime, is_link in reversed(times):  # contents before their directories
         os.utime(path, (mtime, mtime), follow_symlinks=not is_link)
     os.utime(dest, (0, 0))
+
+
+def _make_parents(dest: Path, rel_dir: str, made: set[str], times: list[tuple[Path, int, bool]]) -> None:
+    """Make ``rel_dir`` and its missing parents (0755, mtime 0), as Docker does for a tar without them."""
+    missing = []
+    while rel_dir not in made:
+        missing.append(rel_dir)
+        rel_dir = os.path.dirname(rel_dir)
+    for rel in reversed(missing):
+        if os.path.lexists(dest / rel):  # a link or a file of that name: never written through
+            raise ValueError(f"context member below {rel!r}: no directory {rel!r}, a link or a file is there")
+        (dest / rel).mkdir()
+        os.chmod(dest / rel, 0o755)
+        made.add(rel)
+        times.append((dest / rel, 0, False))
 
 
 def _safe_path(name: str) -> str:

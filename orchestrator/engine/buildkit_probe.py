@@ -15,8 +15,9 @@ kept per candidate for the message. ``BuildKitProbe`` probes once per executor, 
 selected (a no-op build never pays for it).
 
 Every CLI run gets a small environment of its own (``cli_environment``): ``DOCKER_HOST`` is the
-executor's engine, the TLS settings are passed through, and so are ``PATH``, ``HOME`` and
-``DOCKER_CONFIG`` (the CLI reads its credentials there); nothing else of the orchestrator's.
+executor's engine, the TLS settings are its TLS directory's (``use_tls_dir``) or else passed
+through, and so are ``PATH``, ``HOME`` and ``DOCKER_CONFIG`` (the CLI reads its credentials there);
+nothing else of the orchestrator's.
 """
 
 from __future__ import annotations
@@ -107,12 +108,32 @@ def cli_host(engine_url: str) -> str:
     return engine_url
 
 
+_TLS_DIRS: dict[str, str] = {}  # engine URL -> its TLS directory (use_tls_dir)
+_TLS_LOCK = threading.Lock()
+
+
+def use_tls_dir(engine_url: str, tls_dir: str) -> None:
+    """The CLI reaches the engine at ``engine_url`` with the certificates in ``tls_dir`` (ca.pem, cert.pem,
+    key.pem), whatever DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say; ``EngineConnection`` calls it."""
+    with _TLS_LOCK:
+        _TLS_DIRS[engine_url] = tls_dir
+
+
 def cli_environment(engine_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``PASSED_ENV`` from ``base`` (default: ``os.environ``) and ``DOCKER_HOST`` for ``engine_url``."""
+    """``PASSED_ENV`` from ``base`` (default: ``os.environ``) and ``DOCKER_HOST`` for ``engine_url``.
+
+    An engine with a TLS directory of its own (``use_tls_dir``) gets ``DOCKER_TLS_VERIFY=1`` and
+    ``DOCKER_CERT_PATH`` set to it; otherwise the environment's TLS settings pass through.
+    """
     base = os.environ if base is None else base
     env = {name: base[name] for name in PASSED_ENV if base.get(name)}
     env.setdefault("PATH", os.defpath)
     env["DOCKER_HOST"] = cli_host(engine_url)
+    with _TLS_LOCK:
+        tls_dir = _TLS_DIRS.get(engine_url)
+    if tls_dir is not None:
+        env["DOCKER_TLS_VERIFY"] = "1"
+        env["DOCKER_CERT_PATH"] = tls_dir
     return env
 
 

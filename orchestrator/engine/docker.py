@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -83,12 +83,19 @@ _BuildLog = BuildLog  # the name tests/unit/test_docker_stream.py uses
 class DockerExecutor:
     """Builds, inspects and tags images on one Docker Engine; safe to share between threads.
 
-    ``base_url`` defaults to ``DOCKER_HOST`` (with its TLS settings), else the local socket. The
-    client is made on first use.
+    ``base_url`` defaults to ``DOCKER_HOST`` (with its TLS settings), else the local socket;
+    ``tls_dir`` and ``platforms`` as ``EngineConnection`` takes them. The client is made on first use.
     """
 
-    def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._engine = EngineConnection(base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        tls_dir: str | None = None,
+        platforms: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._engine = EngineConnection(base_url, tls_dir=tls_dir, platforms=platforms, timeout=timeout)
         self._journal = BuildJournal(None, self._engine.url)  # nothing kept until journal_builds_in()
         self._sweep_lock = threading.Lock()
         self._swept = False

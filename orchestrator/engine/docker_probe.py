@@ -40,12 +40,19 @@ START_FAILED_EXIT = 127  # docker run's code for a command that could not start,
 class DockerProbe:
     """Answers the checks' questions on one Docker Engine; safe to share between threads.
 
-    ``base_url`` defaults to ``DOCKER_HOST`` (with its TLS settings), else the local socket. The
-    client is made on first use.
+    ``base_url`` defaults to ``DOCKER_HOST`` (with its TLS settings), else the local socket;
+    ``tls_dir`` and ``platforms`` as ``EngineConnection`` takes them. The client is made on first use.
     """
 
-    def __init__(self, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._engine = EngineConnection(base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        tls_dir: str | None = None,
+        platforms: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._engine = EngineConnection(base_url, tls_dir=tls_dir, platforms=platforms, timeout=timeout)
 
     @property
     def url(self) -> str:

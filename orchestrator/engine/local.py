@@ -1,4 +1,5 @@
-"""The engine one invocation builds on: the Docker Engine at ``DOCKER_HOST`` (or the local socket).
+"""The engine one invocation builds on: the one ``--engine`` or ``workspace(engines = ...)`` names
+(``core/engines.py: choose_engine``), else the Docker Engine at ``DOCKER_HOST`` (or the local socket).
 
 ``connect`` makes the executor and takes one listing of the engine's images (the planner checks
 every record against it instead of asking once per node); ``closed_at_end`` closes it when the
@@ -12,14 +13,26 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from orchestrator.core.engines import EngineSpec
 from orchestrator.engine.api import Executor, ImageSummary
+
+if TYPE_CHECKING:
+    from orchestrator.engine.docker import DockerExecutor
+    from orchestrator.engine.docker_probe import DockerProbe
 
 
 @dataclass(frozen=True, slots=True)
 class Engine:
     executor: Executor
     images: Mapping[str, ImageSummary]  # one listing of the engine's images
+    spec: EngineSpec | None = None  # what --engine or WORKSPACE said of it; None: DOCKER_HOST's
+
+    @property
+    def native_platforms(self) -> tuple[str, ...]:
+        """The platforms the engine was declared to run natively (``()``: only its own, as it says)."""
+        return self.spec.platforms if self.spec is not None else ()
 
     def journal_builds(self, cache_dir: Path) -> None:
         """Builds journal their step containers in the cache; the first removes those a killed engine
@@ -30,14 +43,30 @@ class Engine:
             self.executor.journal_builds_in(cache_dir / "build-containers")
 
 
-def connect() -> Engine:
-    """The engine and one listing of its images (importing the docker SDK on the way)."""
+def docker_executor(spec: EngineSpec | None) -> DockerExecutor:
+    """The executor on the engine ``spec`` describes (None: DOCKER_HOST's, else the local socket)."""
     from orchestrator.engine.docker import DockerExecutor
 
-    executor = DockerExecutor()
+    if spec is None:
+        return DockerExecutor()
+    return DockerExecutor(spec.url, tls_dir=spec.tls, platforms=spec.platforms)
+
+
+def docker_probe(spec: EngineSpec | None) -> DockerProbe:
+    """The image tests' probe on the same engine as ``docker_executor(spec)``."""
+    from orchestrator.engine.docker_probe import DockerProbe
+
+    if spec is None:
+        return DockerProbe()
+    return DockerProbe(spec.url, tls_dir=spec.tls, platforms=spec.platforms)
+
+
+def connect(spec: EngineSpec | None = None) -> Engine:
+    """The engine and one listing of its images (importing the docker SDK on the way)."""
+    executor = docker_executor(spec)
     try:
         executor.ping()
-        return Engine(executor=executor, images=executor.references())
+        return Engine(executor=executor, images=executor.references(), spec=spec)
     except BaseException:
         executor.close()
         raise

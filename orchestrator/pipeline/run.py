@@ -129,7 +129,7 @@ def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[Notice]:
 
 def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
     """Every platform that will run here has an emulator (checked only for an engine on this machine)."""
-    wanted = set(platforms)
+    wanted = set(platforms) - set(engine.native_platforms)  # declared native: runs without QEMU
     if wanted and engine.executor.is_local():
         check_emulation(wanted, engine.executor.native_platform())
 

@@ -134,7 +134,7 @@ def test_the_cli_exits_2_with_the_message(workspace: ScratchWorkspace, monkeypat
 
     write_family(workspace, TYPO)
     executor = FakeExecutor(bases=["busybox:tutorial"])
-    monkeypatch.setattr(build_run, "connect", lambda: Engine(executor=executor, images=executor.references()))
+    monkeypatch.setattr(build_run, "connect", lambda spec=None: Engine(executor=executor, images=executor.references()))
     result = workspace.run("build")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"ERROR cannot find the base image {TYPO} (used by //app:app, //tool:tool)")

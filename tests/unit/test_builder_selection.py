@@ -67,7 +67,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeExecutor]:
     """The CLI's build runs on a FakeExecutor (BuildKit available unless a test says otherwise)."""
     executor = FakeExecutor(write_logs=True)
 
-    def connect() -> build_run.Engine:
+    def connect(spec: object = None) -> build_run.Engine:
         return build_run.Engine(executor=executor, images=executor.references())
 
     monkeypatch.setattr(build_run, "connect", connect)

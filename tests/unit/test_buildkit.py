@@ -409,3 +409,15 @@ def test_select_builder_probes_only_when_buildkit_may_be_chosen(monkeypatch: pyt
     assert calls == [1]
     with pytest.raises(ValueError, match="unknown builder"):
         executor.select_builder("kaniko")
+
+
+def test_extracting_makes_the_directories_a_tar_of_declared_files_leaves_out(tmp_path: Path) -> None:
+    """``srcs = glob(["app/**"])`` sends files without their directories; Docker makes them, 0755."""
+    tar_path = tmp_path / "c.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        info = tarfile.TarInfo("app/pkg/main.py")
+        info.size, info.mode = 1, 0o644
+        tar.addfile(info, io.BytesIO(b"x"))
+    extract_context(tar_path, tmp_path / "out")
+    assert (tmp_path / "out/app/pkg/main.py").read_bytes() == b"x"
+    assert [oct((tmp_path / "out" / d).stat().st_mode & 0o777) for d in ("app", "app/pkg")] == ["0o755", "0o755"]

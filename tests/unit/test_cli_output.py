@@ -113,7 +113,7 @@ def fake_bases(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine_with_bases()
 
     @contextmanager
-    def resolver() -> Iterator[Resolver]:
+    def resolver(spec: object = None) -> Iterator[Resolver]:
         yield Resolver(engine)
 
     monkeypatch.setattr(cli_engine, "base_resolver", resolver)

@@ -61,7 +61,7 @@ def use_bases(
         return cast(Registry, found.get(host) or FakeRegistry(host, up=False))
 
     @contextmanager
-    def resolver() -> Iterator[Resolver]:
+    def resolver(spec: object = None) -> Iterator[Resolver]:
         yield Resolver(engine, registry_factory=factory)
 
     monkeypatch.setattr(cli_engine, "base_resolver", resolver)

@@ -363,7 +363,7 @@ def test_the_lock_command_says_a_base_has_triggers(family: ScratchWorkspace, mon
     executor.images[executor.add_image("gcc:13", labels={"v": "1"})].onbuild = True
 
     @contextmanager
-    def resolver() -> Iterator[Resolver]:
+    def resolver(spec: object = None) -> Iterator[Resolver]:
         yield Resolver(executor)
 
     monkeypatch.setattr(cli_engine, "base_resolver", resolver)

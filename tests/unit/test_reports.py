@@ -169,7 +169,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeExecutor]:
     """The CLI's build runs on a FakeExecutor instead of the Docker Engine."""
     executor = FakeExecutor(write_logs=True, bases=FAMILY_BASES)
 
-    def connect() -> build_run.Engine:
+    def connect(spec: object = None) -> build_run.Engine:
         return build_run.Engine(executor=executor, images=executor.references())
 
     monkeypatch.setattr(build_run, "connect", connect)

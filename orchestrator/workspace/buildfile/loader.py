@@ -307,7 +307,7 @@ def _evaluate_workspace(root: Path, display: str, text: str, progress: Progress)
     def workspace(*args: Any, **kwargs: Any) -> None:
         if found:
             raise BuildFileError("workspace() may be called only once")
-        found.append(settings_from_kwargs(args, kwargs))
+        found.append(settings_from_kwargs(args, kwargs, root))
 
     session = _Session(root, progress)
     module = sl.Module()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+from orchestrator.core.engines import TLS_FILES, EngineSpec, url_problem
 from orchestrator.core.model import EXECUTOR_CHOICES, WorkspaceSettings
 from orchestrator.errors import BuildFileError, did_you_mean
 from orchestrator.workspace.buildfile.rules import (
+    ANY_LIST,
     OPT_BOOL,
     OPT_NUMBER,
     OPT_STR,
@@ -28,11 +32,14 @@ WORKSPACE_ATTRS = {
     "engine_timeout": OPT_NUMBER,
     "external_images": OPT_STR_LIST,
     "executor": OPT_STR,
+    "engines": ANY_LIST,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
+ENGINE_FIELDS = ("url", "jobs", "platforms", "tls")
 
 
-def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkspaceSettings:
+def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any], root: Path | None = None) -> WorkspaceSettings:
+    """The settings ``workspace(**kwargs)`` gives; ``root`` resolves the engines' relative ``tls`` directories."""
     check_attrs("workspace", WORKSPACE_ATTRS, args, {"name": kwargs.get("name") or "workspace", **kwargs})
     key_digest = kwargs.get("key_digest") or "xxh3"
     if key_digest not in KEY_DIGESTS:
@@ -56,7 +63,68 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Works
         key_digest=key_digest,
         external_images=_external_images(kwargs.get("external_images")),
         executor=executor,
+        engines=_engines(kwargs.get("engines"), root or Path.cwd()),
     )
+
+
+def _engines(entries: list[Any] | None, root: Path) -> tuple[EngineSpec, ...]:
+    """``engines = [{"url": ..., "jobs": N, "platforms": [...], "tls": "dir"}, ...]``, each field checked."""
+    specs: list[EngineSpec] = []
+    for index, entry in enumerate(entries or ()):
+        where = f"workspace(): engines[{index}]"
+        if not isinstance(entry, dict):
+            raise BuildFileError(
+                f'{where} must be a dict like {{"url": "tcp://host:2376", "tls": "certs"}}, got {type(entry).__name__}'
+            )
+        for key in entry:
+            if key not in ENGINE_FIELDS:
+                raise BuildFileError(
+                    f"{where}: unknown field {key!r}{did_you_mean(str(key), list(ENGINE_FIELDS))}; "
+                    f"valid fields: {', '.join(ENGINE_FIELDS)}"
+                )
+        url = entry.get("url")
+        if not isinstance(url, str):
+            raise BuildFileError(f"{where}: url must be a string (unix://, tcp:// or ssh://), got {url!r}")
+        problem = url_problem(url)
+        if problem is not None:
+            raise BuildFileError(f"{where}: url: {problem}")
+        if any(spec.url == url for spec in specs):
+            raise BuildFileError(f"{where}: the engine {url} is listed twice")
+        jobs = entry.get("jobs")
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise BuildFileError(f"{where}: jobs must be a whole number of at least 1, got {jobs!r}")
+        platforms = entry.get("platforms")
+        if platforms is not None and not (isinstance(platforms, list) and all(isinstance(p, str) for p in platforms)):
+            raise BuildFileError(f"{where}: platforms must be a list of strings, got {platforms!r}")
+        specs.append(
+            EngineSpec(
+                url=url,
+                jobs=jobs,
+                platforms=platforms_attr(platforms, where) or (),
+                tls=_tls_dir(entry.get("tls"), url, root, where),
+            )
+        )
+    return tuple(specs)
+
+
+def _tls_dir(value: Any, url: str, root: Path, where: str) -> str | None:
+    """The TLS directory (relative to the workspace root, or absolute), checked to hold the three files."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BuildFileError(f"{where}: tls must be a directory (a string), got {value!r}")
+    if not url.startswith("tcp://"):
+        raise BuildFileError(f"{where}: tls goes with a tcp:// engine only, not {url}")
+    directory = Path(os.path.normpath(root / value))
+    if not directory.is_dir():
+        raise BuildFileError(f"{where}: tls {value!r} is not a directory (looked for {directory})")
+    missing = [name for name in TLS_FILES if not (directory / name).is_file()]
+    if missing:
+        raise BuildFileError(
+            f"{where}: tls {value!r} lacks {', '.join(missing)} (the directory holds ca.pem, the CA that "
+            "signed the engine's certificate, and this client's cert.pem and key.pem)"
+        )
+    return str(directory)
 
 
 def _external_images(patterns: list[str] | None) -> tuple[str, ...]:
