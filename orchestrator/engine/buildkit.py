@@ -47,13 +47,12 @@ from pathlib import Path
 from orchestrator.dockerfile import analyze, rebind
 from orchestrator.engine.api import BuildRequest
 from orchestrator.engine.buildkit_probe import BuildKitWay
-from orchestrator.engine.buildlog import BuildLog, Watchdog, frozen_message
+from orchestrator.engine.buildlog import BuildLog, Watchdog, frozen_message, when_set
 from orchestrator.engine.connection import EngineConnection
 from orchestrator.engine.tarball import write_context_tar
 from orchestrator.errors import InputChanged
 
 PINNED_REPOSITORY = "orchestrator-pinned"  # engine-pinned bases, tagged for BuildKit: orchestrator-pinned:<hex>
-CANCEL_POLL_S = 0.1
 STOP_GRACE_S = 5.0  # after SIGINT, how long the CLI may take to stop before SIGKILL
 _IMAGE_ID = re.compile(r"sha256:([0-9a-f]{64})")
 _STEP = re.compile(r"^#(\d+) (\[[^\]]*\b\d+/\d+\] .*?)\s*$")  # a vertex of a Dockerfile step, not [internal]
@@ -390,7 +389,10 @@ def _run(
     seen: set[int] = set()
     try:
         assert process.stdout is not None
-        with _stop_when_set(cancel, stopper), Watchdog(engine, engine_timeout, stopper.stop) as watchdog:
+        with (
+            when_set(cancel, stopper.stop, name="buildkit-cancel"),
+            Watchdog(engine, engine_timeout, stopper.stop) as watchdog,
+        ):
             for raw in process.stdout:
                 watchdog.heard()
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -436,22 +438,3 @@ class _Stopper:
     def _signal(self, signum: int) -> None:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signum)
-
-
-@contextmanager
-def _stop_when_set(cancel: threading.Event, stopper: _Stopper) -> Iterator[None]:
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            if cancel.wait(CANCEL_POLL_S):
-                stopper.stop()
-                return
-
-    watcher = threading.Thread(target=watch, name="buildkit-cancel", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()

@@ -3,8 +3,8 @@
 ``BuildLog`` writes a build's output to the node's log file, keeps its last lines for the error
 message, and tells ``progress`` of each step. ``Watchdog`` pings the engine while a build is quiet
 and calls ``abandon`` once the engine has answered nothing for the engine timeout; ``frozen_message``
-is what the build then fails with. The classic builder (``docker.py``) and BuildKit (``buildkit.py``)
-use them alike.
+is what the build then fails with. ``when_set`` calls ``stop`` as soon as the build is cancelled.
+The classic builder (``docker.py``) and BuildKit (``buildkit.py``) use them alike.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from orchestrator.core.model import Node
@@ -24,6 +24,7 @@ from orchestrator.errors import OrchestratorError
 
 LOG_TAIL_LINES = 25
 PING_INTERVAL_S = 5.0  # how often a quiet build's engine is asked whether it is alive
+CANCEL_POLL_S = 0.1  # how soon a cancelled build is stopped
 
 
 class BuildLog:
@@ -113,3 +114,23 @@ def frozen_message(node: Node, url: str, timeout: float) -> str:
         "--engine-timeout or workspace(engine_timeout = ...)); the build was abandoned. Is dockerd stopped "
         "or overloaded? The next build starts this node again."
     )
+
+
+@contextmanager
+def when_set(cancel: threading.Event, stop: Callable[[], None], *, name: str) -> Iterator[None]:
+    """Call ``stop`` (once) as soon as ``cancel`` is set while the block runs, from a thread of its own."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(CANCEL_POLL_S):
+                stop()
+                return
+
+    watcher = threading.Thread(target=watch, name=name, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()

@@ -68,13 +68,12 @@ from orchestrator.engine.buildkit_probe import (
     fallback_warning,
     unavailable_message,
 )
-from orchestrator.engine.buildlog import BuildLog, Watchdog, frozen_message
+from orchestrator.engine.buildlog import BuildLog, Watchdog, frozen_message, when_set
 from orchestrator.engine.connection import DEFAULT_TIMEOUT_S, EngineConnection, EngineError, sdk
 from orchestrator.engine.leftovers import BuildJournal
 from orchestrator.engine.tarball import context_tar_stream
 from orchestrator.errors import InputChanged, OrchestratorError, failure_reason
 
-CANCEL_POLL_S = 0.1
 CLASSIC_DETAIL = "the engine's classic builder (POST /build)"
 
 _BuildLog = BuildLog  # the name tests/unit/test_docker_stream.py uses
@@ -335,7 +334,7 @@ class DockerExecutor:
             if response.status_code >= 400:
                 raise log.failure(f"{request.node}: the engine refused the build: {_response_message(response)}")
             watchdog = Watchdog(self._engine, timeout, lambda: _shutdown(response))
-            with _shutdown_when_set(cancel, response), watchdog:
+            with when_set(cancel, lambda: _shutdown(response), name="docker-build-cancel"), watchdog:
                 image_id = self._follow(response, request, cancel, log, watchdog)
             if watchdog.expired:
                 raise log.failure(self._frozen(request, timeout))
@@ -532,26 +531,6 @@ def _decode(raw: bytes) -> Mapping[str, Any]:
     if isinstance(message, dict):
         return message
     return {"stream": raw.decode("utf-8", "replace") + "\n"}
-
-
-@contextmanager
-def _shutdown_when_set(cancel: threading.Event, response: Any) -> Iterator[None]:
-    """Shut the response's socket down as soon as ``cancel`` is set, waking a blocked reader."""
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            if cancel.wait(CANCEL_POLL_S):
-                _shutdown(response)
-                return
-
-    watcher = threading.Thread(target=watch, name="docker-build-cancel", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
 
 
 def _socket_timeout(response: Any, timeout: float | None) -> None:

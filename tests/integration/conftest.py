@@ -168,15 +168,15 @@ def _elf_interpreter(elf: bytes) -> bool:
     return any(struct.unpack_from("<I", elf, phoff + i * phentsize)[0] == 3 for i in range(phnum))
 
 
-def _rootfs_tar() -> bytes:
-    """bin/busybox, a link per applet, and /tmp: a root file system, as tar bytes."""
+def _rootfs_tar(busybox: Path = BUSYBOX) -> bytes:
+    """bin/busybox (``busybox``: a static binary), a link per applet, and /tmp: a root file system, as tar bytes."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, mode in (("bin", 0o755), ("tmp", 0o1777)):
             info = tarfile.TarInfo(name)
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)
-        data = BUSYBOX.read_bytes()
+        data = busybox.read_bytes()
         info = tarfile.TarInfo("bin/busybox")
         info.mode, info.size = 0o755, len(data)
         tar.addfile(info, io.BytesIO(data))

@@ -39,7 +39,7 @@ from orchestrator.engine.docker import DockerExecutor
 from orchestrator.errors import InputChanged
 from orchestrator.keys.context import context_entries
 from orchestrator.pipeline.request import SENT_DOCKERFILE
-from tests.integration.conftest import APPLETS, BUSYBOX_IMAGE, TEST_LABEL
+from tests.integration.conftest import BUSYBOX_IMAGE, TEST_LABEL, _rootfs_tar
 
 if TYPE_CHECKING:
     from tests.engines import PrivateEngine
@@ -436,24 +436,6 @@ def _layer_tars(saved: bytes) -> Iterator[bytes]:
                 f = tar.extractfile(member)
                 assert f is not None
                 yield f.read()
-
-
-def _rootfs_tar(busybox: Path) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, mode in (("bin", 0o755), ("tmp", 0o1777)):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, mode
-            tar.addfile(info)
-        data = busybox.read_bytes()
-        info = tarfile.TarInfo("bin/busybox")
-        info.mode, info.size = 0o755, len(data)
-        tar.addfile(info, io.BytesIO(data))
-        for applet in APPLETS:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
-            tar.addfile(info)
-    return out.getvalue()
 
 
 def test_frozen_engine_is_abandoned_after_the_engine_timeout(private_engine: PrivateEngine, tmp_path: Path) -> None:
