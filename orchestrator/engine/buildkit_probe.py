@@ -12,7 +12,9 @@ Each try builds a tiny context (``FROM scratch`` and one LABEL) on the executor'
 BuildKit fails that build (docker 23+ without buildx: "BuildKit is enabled but the buildx component
 is missing or broken"; docker.io 20.10 builds it with its builtin BuildKit client); the reason is
 kept per candidate for the message. ``BuildKitProbe`` probes once per executor, when a builder is
-selected (a no-op build never pays for it).
+selected (a no-op build never pays for it), and remembers the answer in the cache directory
+(``remember_in``) for as long as the engine (its ID and version) and the candidate CLIs and CLI
+plugin directories (path, size, modification time) stay the same: a probe costs ~0.4 s.
 
 Every CLI run gets a small environment of its own (``cli_environment``): ``DOCKER_HOST`` is the
 executor's engine, the TLS settings are its TLS directory's (``use_tls_dir``) or else passed
@@ -22,6 +24,7 @@ nothing else of the orchestrator's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -218,25 +221,89 @@ def failure_line(output: str) -> str:
 
 
 class BuildKitProbe:
-    """The way to BuildKit of one executor's engine, probed on first ``result()`` only; thread-safe."""
+    """The way to BuildKit of one executor's engine, probed on first ``result()`` only; thread-safe.
+
+    ``identity`` names the engine (its ID and version); with ``remember_in`` a result is kept in a
+    file and used again while the engine and the CLIs it depends on are the same.
+    """
 
     def __init__(
         self,
         engine_url: Callable[[], str],
         remove_image: Remove,
         candidates: Callable[[], Sequence[str]] = candidate_clis,
+        identity: Callable[[], str] | None = None,
     ) -> None:
         self._engine_url = engine_url
         self._remove_image = remove_image
         self.candidates = candidates
+        self._identity = identity
+        self._memo: Path | None = None
         self._lock = threading.Lock()
         self._result: ProbeResult | None = None
+
+    def remember_in(self, path: Path) -> None:
+        """Keep results in ``path`` (a JSON file), and use one kept there while it still holds."""
+        self._memo = path
 
     def result(self) -> ProbeResult:
         with self._lock:
             if self._result is None:
-                self._result = probe(self.candidates(), self._engine_url(), self._remove_image)
+                candidates = self.candidates()
+                fingerprint = self._fingerprint(candidates)
+                self._result = self._recalled(fingerprint)
+                if self._result is None:
+                    self._result = probe(candidates, self._engine_url(), self._remove_image)
+                    self._keep(fingerprint, self._result)
             return self._result
+
+    def _fingerprint(self, candidates: Sequence[str]) -> str | None:
+        if self._memo is None or self._identity is None:
+            return None
+        files = [*candidates, *PLUGIN_DIRS, os.path.expanduser("~/.docker/cli-plugins")]
+        return json.dumps([self._identity(), self._engine_url(), [_stat_of(path) for path in files]])
+
+    def _recalled(self, fingerprint: str | None) -> ProbeResult | None:
+        if fingerprint is None or self._memo is None:
+            return None
+        try:
+            kept = json.loads(self._memo.read_text())
+            if kept["fingerprint"] != fingerprint:
+                return None
+            way = None if kept["way"] is None else BuildKitWay(kept["way"]["cli"], kept["way"]["kind"])
+            return ProbeResult(way, tuple(kept["reasons"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none kept, or unreadable: probe again
+
+    def _keep(self, fingerprint: str | None, result: ProbeResult) -> None:
+        if fingerprint is None or self._memo is None:
+            return
+        way = None if result.way is None else {"cli": result.way.cli, "kind": result.way.kind}
+        data = json.dumps({"fingerprint": fingerprint, "way": way, "reasons": list(result.reasons)})
+        try:
+            self._memo.parent.mkdir(parents=True, exist_ok=True)
+            partial = self._memo.with_name(f"{self._memo.name}.{os.getpid()}.tmp")
+            partial.write_text(data)
+            os.replace(partial, self._memo)
+        except OSError:
+            pass  # not kept: the next run probes again
+
+
+PLUGIN_DIRS = (  # where the docker CLI looks for plugins such as buildx
+    "/usr/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/local/lib/docker/cli-plugins",
+)
+
+
+def _stat_of(path: str) -> list[object]:
+    """What of a file or directory must stay the same for a kept probe to hold (its real path, size, mtime)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [os.path.realpath(path), st.st_size, st.st_mtime_ns]
 
 
 def unavailable_message(reasons: Sequence[str]) -> str:

@@ -99,7 +99,9 @@ class DockerExecutor:
         self._sweep_lock = threading.Lock()
         self._swept = False
         self._buildkit: BuildKitWay | None = None  # set by select_builder; None: the classic builder
-        self.buildkit_probe = BuildKitProbe(lambda: self._engine.url, self._remove_probe_image, candidate_clis)
+        self.buildkit_probe = BuildKitProbe(
+            lambda: self._engine.url, self._remove_probe_image, candidate_clis, identity=self._identity
+        )
 
     @property
     def url(self) -> str:
@@ -124,6 +126,11 @@ class DockerExecutor:
             return BuilderChoice(name="classic", detail=CLASSIC_DETAIL, warning=fallback_warning(found.reasons))
         self._buildkit = found.way
         return BuilderChoice(name="buildkit", detail=found.way.detail)
+
+    def _identity(self) -> str:
+        """The engine's ID and version: what a kept BuildKit probe holds for."""
+        info = self._engine.get_json("/info", "asking the engine who it is")
+        return f"{info.get('ID')} {info.get('ServerVersion')}"
 
     def _remove_probe_image(self, image_id: str) -> None:
         with suppress(OrchestratorError):
@@ -390,6 +397,10 @@ class DockerExecutor:
         return info
 
     # --- step containers a killed build left (leftovers.py) ---------------------------------
+
+    def remember_probe_in(self, path: Path) -> None:
+        """Keep the BuildKit probe's answer in ``path`` for later runs (see buildkit_probe.py)."""
+        self.buildkit_probe.remember_in(path)
 
     def journal_builds_in(self, directory: Path) -> None:
         """Journal each build's step containers under ``directory``; the first build then removes

@@ -36,11 +36,13 @@ class Engine:
 
     def journal_builds(self, cache_dir: Path) -> None:
         """Builds journal their step containers in the cache; the first removes those a killed engine
-        left (``engine/leftovers.py``). Set once the cache directory is known, before any build."""
+        left (``engine/leftovers.py``); the BuildKit probe's answer is kept there too. Set once the
+        cache directory is known, before any build."""
         from orchestrator.engine.docker import DockerExecutor
 
         if isinstance(self.executor, DockerExecutor):
             self.executor.journal_builds_in(cache_dir / "build-containers")
+            self.executor.remember_probe_in(cache_dir / "buildkit-probe.json")
 
 
 def docker_executor(spec: EngineSpec | None) -> DockerExecutor:

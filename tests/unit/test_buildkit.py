@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import stat
 import tarfile
@@ -421,3 +422,35 @@ def test_extracting_makes_the_directories_a_tar_of_declared_files_leaves_out(tmp
     extract_context(tar_path, tmp_path / "out")
     assert (tmp_path / "out/app/pkg/main.py").read_bytes() == b"x"
     assert [oct((tmp_path / "out" / d).stat().st_mode & 0o777) for d in ("app", "app/pkg")] == ["0o755", "0o755"]
+
+
+def test_a_kept_probe_answers_later_runs_until_the_engine_or_a_cli_changes(tmp_path: Path) -> None:
+    """The probe builds an image (~0.4 s): its answer is kept in the cache for the next run."""
+    builds = tmp_path / "builds"
+    cli = _script(
+        tmp_path / "docker",
+        '[ "$1" = buildx ] && exit 1\n'
+        f"echo x >> {builds}\n"
+        'while [ $# -gt 0 ]; do [ "$1" = --iidfile ] && echo sha256:probe > "$2"; shift; done\n',
+    )
+    memo = tmp_path / "cache" / "buildkit-probe.json"
+    engine = ["engine-1 20.10.24"]
+
+    def run_probe() -> BuildKitWay | None:
+        one_run = BuildKitProbe(lambda: "unix:///s", lambda _: None, lambda: (cli,), identity=lambda: engine[0])
+        one_run.remember_in(memo)
+        return one_run.result().way
+
+    assert run_probe() == BuildKitWay(cli, "builtin")
+    assert run_probe() == BuildKitWay(cli, "builtin")
+    assert builds.read_text().count("x") == 1  # the second run was answered from the memo
+    engine[0] = "engine-2 20.10.24"  # another engine: probed again
+    assert run_probe() == BuildKitWay(cli, "builtin")
+    assert builds.read_text().count("x") == 2
+    Path(cli).write_text(Path(cli).read_text() + "# upgraded\n")  # the CLI changed: probed again
+    assert run_probe() == BuildKitWay(cli, "builtin")
+    assert builds.read_text().count("x") == 3
+    memo.write_text("{not json")  # damaged: probed again, and kept anew
+    assert run_probe() == BuildKitWay(cli, "builtin")
+    assert builds.read_text().count("x") == 4
+    assert json.loads(memo.read_text())["way"] == {"cli": cli, "kind": "builtin"}
