@@ -296,14 +296,50 @@ def _safe_path(name: str) -> str:
 # --- the build ---------------------------------------------------------------------------------
 
 
+WORKDIR_PREFIX = "orchestrator-buildkit-"
+
+
 @contextmanager
 def workdir() -> Iterator[Workdir]:
-    """A private temporary directory (0700), removed however the build ends."""
-    root = Path(tempfile.mkdtemp(prefix="orchestrator-buildkit-"))
+    """A private temporary directory (0700), removed however the build ends.
+
+    Its name holds this process's ID, so that one a killed orchestrator left (with the context and
+    any secret files in it) is removed by the next build (``sweep_workdirs``).
+    """
+    sweep_workdirs()
+    root = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
         yield Workdir(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_workdirs(temp_dir: str | None = None) -> list[Path]:
+    """Remove the build directories of orchestrator processes that no longer run; what was removed."""
+    removed = []
+    for path in Path(temp_dir or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(WORKDIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)) and _owned(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's
+    return True
+
+
+def _owned(path: Path) -> bool:
+    try:
+        return path.lstat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def build_with_buildkit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,17 +22,23 @@ from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
 
+EXECUTORS = ["buildkit", "classic"]  # the tests of the family's invariants run on both builders
+
 
 class Family:
-    """A four-image family: base -> mid -> leaf, and an independent ``other``; unique repositories."""
+    """A four-image family: base -> mid -> leaf, and an independent ``other``; unique repositories.
 
-    def __init__(self, ws: ScratchWorkspace, busybox: str) -> None:
+    ``executor`` goes in the WORKSPACE (``workspace(executor = ...)``): every build of the family,
+    in-process or a child CLI, uses that builder.
+    """
+
+    def __init__(self, ws: ScratchWorkspace, busybox: str, executor: str = "auto") -> None:
         self.ws = ws
         self.prefix = f"ot-{uuid.uuid4().hex[:8]}"
         p = self.prefix
         ws.write(
             {
-                "WORKSPACE": "",
+                "WORKSPACE": f'workspace(executor = "{executor}")\n',
                 "base/BUILD": f'image(name = "base", repository = "{p}-base")\n',
                 "base/Dockerfile": f"FROM {busybox}\nCOPY motd /etc/motd\nRUN echo base > /base.txt\n",
                 "base/motd": "hello\n",
@@ -58,8 +65,14 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture
-def family(workspace: ScratchWorkspace, busybox_image: str) -> Iterator[Family]:
-    fam = Family(workspace, busybox_image)
+def executor() -> str:
+    """The builder of ``family`` (a test parametrizes ``executor`` to run on each)."""
+    return "auto"
+
+
+@pytest.fixture
+def family(workspace: ScratchWorkspace, busybox_image: str, executor: str) -> Iterator[Family]:
+    fam = Family(workspace, busybox_image, executor)
     yield fam
     client = docker.APIClient()
     for image in client.images():
@@ -68,9 +81,11 @@ def family(workspace: ScratchWorkspace, busybox_image: str) -> Iterator[Family]:
                 client.remove_image(tag, force=True)
 
 
-def test_family_builds_from_nothing_then_nothing_to_do(family: Family) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_family_builds_from_nothing_then_nothing_to_do(family: Family, executor: str) -> None:
     code, report = family.build()
     assert code == 0, report
+    assert report["executor"]["used"] == executor, report["executor"]
     assert set(statuses(report).values()) == {"built"}
     client = docker.APIClient()
     base = client.inspect_image(f"{family.prefix}-base:latest")
@@ -113,6 +128,7 @@ def test_changed_base_rebuilds_base_and_descendants_in_order(family: Family) -> 
     assert statuses(report)["//other:other"] == "cached"
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_failure_skips_dependents_builds_independent_and_keeps_tags(family: Family) -> None:
     assert family.build()[0] == 0
     client = docker.APIClient()
@@ -158,39 +174,76 @@ def _cli(ws: ScratchWorkspace, *args: str) -> list[str]:
 
 def test_two_builds_at_once_build_each_key_once(family: Family) -> None:
     reports = [family.ws.root.parent / f"r{i}.json" for i in range(2)]
-    processes = [
-        subprocess.Popen(_cli(family.ws, "build", "--report", str(r)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for r in reports
-    ]
-    for process in processes:
-        out, _ = process.communicate(timeout=300)
+    with contextlib.ExitStack() as stack:  # each pipe closed, each process waited for, even after a failure
+        processes = [
+            stack.enter_context(
+                subprocess.Popen(
+                    _cli(family.ws, "build", "--report", str(r)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+            )
+            for r in reports
+        ]
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+    for process, out in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out.decode()
     built = [node["label"] for r in reports for node in json.loads(r.read_text())["nodes"] if node["status"] == "built"]
     assert sorted(built) == ["//base:base", "//leaf:leaf", "//mid:mid", "//other:other"]
 
 
-def test_kill_9_mid_build_then_build_converges(family: Family) -> None:
-    family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\nRUN sleep 5 && cat /base.txt > /mid.txt\n"})
-    client = docker.APIClient()
-    containers_before = len(client.containers(all=True))
-    process = subprocess.Popen(
-        _cli(family.ws, "build", "--jobs", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def _slow_run(token: str, seconds: int) -> str:
+    """A RUN step that prints ``<token>-started`` (its command line does not hold that text), then sleeps.
+
+    The token keeps the engine's layer cache (BuildKit's too) from skipping it.
+    """
+    return f"RUN printf '%s-started\\n' {token} && sleep {seconds}"
+
+
+def _wait_until_running(family: Family, node: str, token: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the RUN step of ``_slow_run(token, ...)`` prints, in the build log of ``node`` (e.g. ``mid__mid``).
+
+    Either builder writes a RUN step's output to the node's log as it comes.
+    """
+    logs = family.ws.cache_dir / "logs" / node
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(client.containers(all=True)) == containers_before:
-        time.sleep(0.2)  # wait until the slow RUN step has a container
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(f"{token}-started" in log.read_text(errors="replace") for log in logs.glob("*.log")):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the RUN step of {node} never started (the build exited {process.poll()})")
+
+
+def _step_containers(client: Any, token: str) -> list[str]:
+    """The containers whose command holds ``token``: the classic builder's step containers of that RUN."""
+    return [c["Id"] for c in client.containers(all=True) if token in (c.get("Command") or "")]
+
+
+def _wait_until_gone(client: Any, token: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _step_containers(client, token):
+        time.sleep(0.5)  # the daemon removes a stopped build's container once it notices
+    assert _step_containers(client, token) == []
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_kill_9_mid_build_then_build_converges(family: Family) -> None:
+    token = uuid.uuid4().hex
+    mid = f"FROM {family.prefix}-base:latest\n{_slow_run(token, 5)} && cat /base.txt > /mid.txt\n"
+    family.ws.write({"mid/Dockerfile": mid})
+    client = docker.APIClient()
+    with subprocess.Popen(
+        _cli(family.ws, "build", "--jobs", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as process:
+        try:
+            _wait_until_running(family, "mid__mid", token, process)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
     code, report = family.build()
     assert code == 0, report
     assert set(statuses(report).values()) <= {"built", "cached"}
     assert_invariants(family.ws.cache_dir, client)
     leaf = client.inspect_image(f"{family.prefix}-leaf:latest")
     assert leaf["Config"]["Labels"]["org.orchestrator.key"] == statuses_key(report, "//leaf:leaf")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(client.containers(all=True)) > containers_before:
-        time.sleep(0.5)  # the daemon removes the killed build's container once it notices
-    assert len(client.containers(all=True)) == containers_before
+    _wait_until_gone(client, token)
 
 
 def statuses_key(report: dict[str, Any], label: str) -> str:
@@ -206,29 +259,31 @@ def test_daemon_unreachable_is_one_clear_error(workspace: ScratchWorkspace) -> N
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_stops_cleanly_and_records_nothing(family: Family, signum: int, exit_code: int) -> None:
-    family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\nRUN sleep 20\n"})
+    token = uuid.uuid4().hex
+    family.ws.write({"mid/Dockerfile": f"FROM {family.prefix}-base:latest\n{_slow_run(token, 20)}\n"})
     client = docker.APIClient()
-    containers_before = len(client.containers(all=True))
-    process = subprocess.Popen(
+    with subprocess.Popen(
         _cli(family.ws, "build", "--jobs", "1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(client.containers(all=True)) == containers_before:
-        time.sleep(0.2)
-    started = time.monotonic()
-    process.send_signal(signum)
-    out, _ = process.communicate(timeout=60)
+    ) as process:
+        try:
+            _wait_until_running(family, "mid__mid", token, process)
+            started = time.monotonic()
+            process.send_signal(signum)
+            out, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
     assert process.returncode == exit_code, out.decode()
     assert time.monotonic() - started < 15  # the running build was stopped, not waited for
     dry = family.ws.run("build", "--dry-run", "//mid")
     assert "BUILD  //mid:mid" in dry.stdout  # nothing recorded for the interrupted node
     assert_invariants(family.ws.cache_dir, client)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(client.containers(all=True)) > containers_before:
-        time.sleep(0.5)
-    assert len(client.containers(all=True)) == containers_before
+    tagged = {tag for image in client.images() for tag in image.get("RepoTags") or [] if tag.startswith(family.prefix)}
+    assert not {f"{family.prefix}-mid:latest", f"{family.prefix}-leaf:latest"} & tagged  # no human tag moved
+    _wait_until_gone(client, token)
 
 
 def test_since_builds_exactly_the_changed_target_and_its_descendants(family: Family) -> None:

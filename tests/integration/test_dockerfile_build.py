@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -32,8 +35,12 @@ def prefix() -> Iterator[str]:
                 client.remove_image(tag, force=True)
 
 
-def _docker_build(client: Any, dockerfile: str, tag: str) -> None:
-    """``docker build`` of ``dockerfile`` alone, by the classic builder, as a user would run it."""
+def _docker_build(client: Any, dockerfile: str, tag: str, executor: str) -> None:
+    """``docker build`` of ``dockerfile`` alone, as a user would run it: by the classic builder (the
+    engine's API), or by BuildKit (a docker CLI, the Dockerfile on stdin)."""
+    if executor == "buildkit":
+        _buildkit_build(dockerfile, tag)
+        return
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         data = dockerfile.encode()
@@ -42,6 +49,26 @@ def _docker_build(client: Any, dockerfile: str, tag: str) -> None:
         tar.addfile(info, io.BytesIO(data))
     for chunk in client.build(fileobj=context.getvalue(), custom_context=True, tag=tag, rm=True, decode=True):
         assert "error" not in chunk, chunk
+
+
+def _buildkit_build(dockerfile: str, tag: str) -> None:
+    """BuildKit's build of ``dockerfile``: ``docker buildx build --load`` or ``DOCKER_BUILDKIT=1 docker build``,
+    by the ``docker`` on PATH or ``/usr/bin/docker``, whichever works first (as the executor's probe tries them)."""
+    failures = []
+    for cli in dict.fromkeys(c for c in (shutil.which("docker"), "/usr/bin/docker") if c and os.path.isfile(c)):
+        for command in ([cli, "buildx", "build", "--load"], [cli, "build"]):
+            done = subprocess.run(
+                [*command, "-t", tag, "-"],
+                input=dockerfile,
+                env={**os.environ, "DOCKER_BUILDKIT": "1"},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0:
+                return
+            failures.append(f"{' '.join(command)}: {done.stderr.strip()}")
+    pytest.fail("no docker CLI builds with BuildKit here:\n" + "\n".join(failures))
 
 
 def _run(client: Any, image: str, *command: str) -> str:
@@ -62,8 +89,9 @@ def _created_by(client: Any, image: str) -> list[str]:
     ],
     ids=["no-newline", "comment-after", "backtick-escape"],
 )
+@pytest.mark.parametrize("executor", ["buildkit", "classic"])
 def test_dockerfile_ending_in_a_continuation_builds_as_docker_builds_it_with_the_key_label(
-    workspace: ScratchWorkspace, busybox_image: str, prefix: str, dockerfile: str
+    workspace: ScratchWorkspace, busybox_image: str, prefix: str, dockerfile: str, executor: str
 ) -> None:
     text = dockerfile.format(busybox=busybox_image)
     labels = ", ".join(f"{k!r}: {v!r}" for k, v in LABELS.items())
@@ -74,7 +102,7 @@ def test_dockerfile_ending_in_a_continuation_builds_as_docker_builds_it_with_the
         }
     )
     [key] = workspace.keys().values()
-    result = workspace.run("build")
+    result = workspace.run("build", "--executor", executor)
     assert result.exit_code == 0, result.output
 
     client = docker.APIClient()
@@ -85,9 +113,9 @@ def test_dockerfile_ending_in_a_continuation_builds_as_docker_builds_it_with_the
     assert _run(client, built, "cat", "/hi.txt") == "hi\n"  # the LABEL was not swallowed into the RUN
 
     plain = f"{prefix}-plain:latest"
-    _docker_build(client, text, plain)
+    _docker_build(client, text, plain, executor)  # by the same builder
     assert _run(client, plain, "cat", "/hi.txt") == "hi\n"
-    # The same RUN step, then the orchestrator's LABEL step on top.
+    # The same RUN step, then the orchestrator's LABEL step on top (each builder words it its way).
     ours, theirs = _created_by(client, built), _created_by(client, plain)
     assert ours[1:] == theirs
-    assert ours[0].startswith("/bin/sh -c #(nop)  LABEL ")
+    assert ours[0].startswith({"classic": "/bin/sh -c #(nop)  LABEL ", "buildkit": "LABEL "}[executor]), ours

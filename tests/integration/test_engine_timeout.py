@@ -31,41 +31,66 @@ def _cli(ws: ScratchWorkspace, engine: PrivateEngine, *args: str) -> tuple[list[
     return [*argv, *args], {**os.environ, "DOCKER_HOST": engine.url}
 
 
-def _write(ws: ScratchWorkspace, repository: str, seconds: int) -> None:
+EXECUTORS = ["buildkit", "classic"]  # a frozen engine is one on either builder
+
+
+def _write(ws: ScratchWorkspace, repository: str, seconds: int, executor: str) -> None:
     ws.write(
         {
+            "WORKSPACE": f'workspace(executor = "{executor}")\n',
             "quiet/BUILD": f'image(name = "quiet", repository = "{repository}")\n',
-            # A RUN step that prints nothing for its whole length.
-            "quiet/Dockerfile": f"FROM {BUSYBOX_IMAGE}\nRUN sleep {seconds} && echo {repository} > /done\n",
+            # A RUN step that says it started (in the build log: "<repository>-started"; its command line
+            # does not hold that text), then prints nothing for its whole length. The repository is unique:
+            # no layer cache (BuildKit's either) skips the step.
+            "quiet/Dockerfile": (
+                f"FROM {BUSYBOX_IMAGE}\nRUN printf '%s-started\\n' {repository} && sleep {seconds}"
+                f" && echo {repository} > /done\n"
+            ),
         }
     )
 
 
-def _freeze_mid_build(ws: ScratchWorkspace, engine: PrivateEngine, timeout: int) -> tuple[int, str, float]:
-    """Start a build, SIGSTOP the engine once the RUN step's container exists, wait for the build to end.
+def _wait_for_run_step(ws: ScratchWorkspace, repository: str, process: subprocess.Popen[str]) -> None:
+    """Until the RUN step runs: its first line is in the node's build log (either builder writes it there)."""
+    logs = ws.cache_dir / "logs" / "quiet__quiet"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(f"{repository}-started" in log.read_text(errors="replace") for log in logs.glob("*.log")):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the build never reached its RUN step (it exited {process.poll()})")
+
+
+def _freeze_mid_build(
+    ws: ScratchWorkspace, engine: PrivateEngine, repository: str, timeout: int
+) -> tuple[int, str, float]:
+    """Start a build, SIGSTOP the engine once the RUN step runs, wait for the build to end.
 
     Its exit code, output, and how long after the freeze it ended; the engine is running again afterwards.
     """
     argv, env = _cli(ws, engine, "build", "--engine-timeout", str(timeout))
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not engine.container_ids():
-        time.sleep(0.2)
-    assert engine.container_ids(), "the build never reached its RUN step"
-    engine.sigstop()
-    frozen_at = time.monotonic()
-    try:
-        out, _ = process.communicate(timeout=60)
-        return process.returncode, out, time.monotonic() - frozen_at
-    finally:
-        engine.sigcont()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            _wait_for_run_step(ws, repository, process)
+            engine.sigstop()
+            frozen_at = time.monotonic()
+            try:
+                out, _ = process.communicate(timeout=60)
+                return process.returncode, out, time.monotonic() - frozen_at
+            finally:
+                engine.sigcont()
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_frozen_engine_fails_the_node_naming_the_engine_and_timeout(
-    workspace: ScratchWorkspace, private_engine: PrivateEngine
+    workspace: ScratchWorkspace, private_engine: PrivateEngine, executor: str
 ) -> None:
-    _write(workspace, f"ot-{uuid.uuid4().hex[:8]}", 60)
-    code, out, took = _freeze_mid_build(workspace, private_engine, 4)
+    repository = f"ot-{uuid.uuid4().hex[:8]}"
+    _write(workspace, repository, 60, executor)
+    code, out, took = _freeze_mid_build(workspace, private_engine, repository, 4)
     assert code == 1, out
     assert "did not answer for 4 s" in out
     assert private_engine.url in out
@@ -73,15 +98,16 @@ def test_frozen_engine_fails_the_node_naming_the_engine_and_timeout(
     assert 4 <= took < 20, f"the frozen engine was given up after {took:.1f} s"
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_quiet_steps_are_not_a_frozen_engine_and_a_later_build_converges(
-    workspace: ScratchWorkspace, private_engine: PrivateEngine
+    workspace: ScratchWorkspace, private_engine: PrivateEngine, executor: str
 ) -> None:
     repository = f"ot-{uuid.uuid4().hex[:8]}"
-    _write(workspace, repository, 60)
-    code, out, _ = _freeze_mid_build(workspace, private_engine, 2)
+    _write(workspace, repository, 60, executor)
+    code, out, _ = _freeze_mid_build(workspace, private_engine, repository, 2)
     assert code == 1, out
     # A RUN step silent for three times the engine timeout is fine while the engine answers pings.
-    _write(workspace, repository, 6)
+    _write(workspace, repository, 6, executor)
     report = workspace.root.parent / "report.json"
     argv, env = _cli(workspace, private_engine, "build", "--engine-timeout", "2", "--report", str(report))
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)

@@ -2,7 +2,8 @@
 
 The classic builder's step container survives a killed dockerd (stopped, after the restart); the
 build that made it recorded it in its journal (executor/leftovers.py), and the next build removes it,
-and nothing else.
+and nothing else. The builds here use the classic builder (``--executor classic``): BuildKit runs its
+steps in no engine container, so there is no step container to leave.
 """
 
 from __future__ import annotations
@@ -40,21 +41,21 @@ def test_the_build_after_a_killed_engine_removes_the_step_container_it_left(
     journal = workspace.cache_dir / "build-containers"
 
     cli = [sys.executable, "-m", "orchestrator", "--cache-dir", str(workspace.cache_dir)]
-    first = subprocess.Popen(  # its own process: it must be over (and its pid dead) for the sweep
-        [*cli, "--workspace", str(workspace.root), "build"],
+    with subprocess.Popen(  # its own process: it must be over (and its pid dead) for the sweep
+        # The classic builder's: BuildKit makes no step containers (its RUNs are not engine containers).
+        [*cli, "--workspace", str(workspace.root), "build", "--executor", "classic"],
         env={**os.environ, "DOCKER_HOST": private_engine.url},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
-        step = _wait_for_journalled_step(private_engine, journal, before)
-        private_engine.kill9()
-        output, _ = first.communicate(timeout=WAIT_S)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    ) as first:
+        try:
+            step = _wait_for_journalled_step(private_engine, journal, before)
+            private_engine.kill9()
+            output, _ = first.communicate(timeout=WAIT_S)
+        finally:
+            if first.poll() is None:
+                first.kill()
     assert first.returncode == 1, output
     assert "broke during the build" in output
 
@@ -64,7 +65,7 @@ def test_the_build_after_a_killed_engine_removes_the_step_container_it_left(
     monkeypatch.setenv("DOCKER_HOST", private_engine.url)
     workspace.write({"app/Dockerfile": QUICK})
     report = workspace.root.parent / "report.json"
-    result = workspace.run("build", "--report", str(report))
+    result = workspace.run("build", "--executor", "classic", "--report", str(report))
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert private_engine.container_ids() == before  # the step container is gone, the bystander is not

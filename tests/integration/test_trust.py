@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,21 @@ SLOW_S = 6  # the parent's RUN step: the window in which the child's inputs are 
 class SlowFamily:
     """``slow`` (a parent whose build takes SLOW_S seconds) and ``child`` built on it."""
 
-    def __init__(self, ws: ScratchWorkspace, busybox: str, *, child_files: dict[str, str], child_build: str) -> None:
+    def __init__(
+        self,
+        ws: ScratchWorkspace,
+        busybox: str,
+        *,
+        child_files: dict[str, str],
+        child_build: str,
+        executor: str = "auto",
+    ) -> None:
         self.ws = ws
         self.prefix = f"ot-{uuid.uuid4().hex[:8]}"
         p = self.prefix
         ws.write(
             {
+                "WORKSPACE": f'workspace(executor = "{executor}")\n',
                 "slow/BUILD": f'image(name = "slow", repository = "{p}-slow")\n',
                 # The unique token keeps the engine's layer cache from making the parent fast.
                 "slow/Dockerfile": f"FROM {busybox}\nRUN sleep {SLOW_S} && echo {p} > /slow.txt\n",
@@ -47,8 +57,17 @@ class SlowFamily:
     def build(self, *args: str) -> tuple[int, dict[str, Any], str]:
         return build(self.ws, *args)
 
-    def start_build(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(cli(self.ws, "build"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    @contextmanager
+    def started_build(self) -> Iterator[subprocess.Popen[str]]:
+        """A build in a child process; killed if still running when the block ends (a failed test), its pipe closed."""
+        with subprocess.Popen(
+            cli(self.ws, "build"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            try:
+                yield process
+            finally:
+                if process.poll() is None:
+                    process.kill()
 
     def wait_until_slow_builds(self) -> None:
         """Until the parent's build has started (every key is computed by then)."""
@@ -64,6 +83,32 @@ class SlowFamily:
     def key(self, label: str) -> str:
         (line,) = self.ws.lines("hash", label)
         return line.split()[2]
+
+
+def forget_build_cache(api: Any, token: str) -> None:
+    """Remove BuildKit's cache of every step whose description holds ``token``, and of the steps on top of it.
+
+    BuildKit keeps its own cache of each step's result, which removing the image leaves: without this,
+    a step built before would be served from it at once. (The classic builder's cache is the images.)
+    """
+    records = api.df().get("BuildCache") or []
+    doomed = {r["ID"] for r in records if token in (r.get("Description") or "")}
+    while True:  # and every record on top of one of those
+        more = {r["ID"] for r in records if r.get("Parent") in doomed} - doomed
+        if not more:
+            break
+        doomed |= more
+    parents = {r["ID"]: r.get("Parent") for r in records}
+    depth = {}
+    for record_id in doomed:
+        n, parent = 0, parents.get(record_id)
+        while parent in doomed:
+            n, parent = n + 1, parents.get(parent)
+        depth[record_id] = n
+    for record_id in sorted(doomed, key=depth.__getitem__, reverse=True):  # children before their parents
+        api.prune_builds(filters={"id": record_id})
+    left = {r["ID"] for r in api.df().get("BuildCache") or []} & doomed
+    assert not left, f"BuildKit kept the cache records {sorted(left)}"
 
 
 def cli(ws: ScratchWorkspace, *args: str) -> list[str]:
@@ -138,10 +183,10 @@ def test_dockerfile_outside_context_edited_while_parent_builds(
     dockerfile = workspace.path("child/Dockerfile")
     dockerfile.write_text(f"FROM {family.prefix}-slow\nRUN echo A > /version.txt\n")
     key_a = family.key("//child")
-    process = family.start_build()
-    family.wait_until_slow_builds()
-    dockerfile.write_text(f"FROM {family.prefix}-slow\nRUN echo B > /version.txt\n")  # same size
-    out, _ = process.communicate(timeout=120)
+    with family.started_build() as process:
+        family.wait_until_slow_builds()
+        dockerfile.write_text(f"FROM {family.prefix}-slow\nRUN echo B > /version.txt\n")  # same size
+        out, _ = process.communicate(timeout=120)
     key_b = family.key("//child")
     assert key_a != key_b
     assert process.returncode == 1, out
@@ -155,8 +200,9 @@ def test_dockerfile_outside_context_edited_while_parent_builds(
     content_of_each_key(family, "//child:child", {key_a: "A\n", key_b: "B\n"}, "/version.txt")
 
 
+@pytest.mark.parametrize("executor", ["buildkit", "classic"])
 def test_same_size_context_edit_of_a_node_whose_content_tag_was_removed(
-    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str]
+    workspace: ScratchWorkspace, busybox_image: str, cleanup_prefix: list[str], executor: str
 ) -> None:
     """Issue item 2: a failed build leaves no content tag, and an old record never trusts a wrong image."""
     family = SlowFamily(
@@ -164,6 +210,7 @@ def test_same_size_context_edit_of_a_node_whose_content_tag_was_removed(
         busybox_image,
         child_build='image(name = "child", repository = "{p}-child")\n',
         child_files={"child/Dockerfile": "FROM {p}-slow\nCOPY data.txt /data.txt\n", "child/data.txt": "AAAA\n"},
+        executor=executor,
     )
     cleanup_prefix.append(family.prefix)
     workspace.write({"child/Dockerfile": f"FROM {family.prefix}-slow\nCOPY data.txt /data.txt\n"})
@@ -174,10 +221,11 @@ def test_same_size_context_edit_of_a_node_whose_content_tag_was_removed(
     api = docker.APIClient()
     for name in ("child", "slow"):
         api.remove_image(api.inspect_image(f"{family.prefix}-{name}:latest")["Id"], force=True)
-    process = family.start_build()
-    family.wait_until_slow_builds()
-    workspace.write({"child/data.txt": "BBBB\n"})  # the same size
-    out, _ = process.communicate(timeout=120)
+    forget_build_cache(api, family.prefix)  # BuildKit's copy of those layers
+    with family.started_build() as process:
+        family.wait_until_slow_builds()
+        workspace.write({"child/data.txt": "BBBB\n"})  # the same size
+        out, _ = process.communicate(timeout=120)
     assert process.returncode == 1, out
     assert "an input changed" in out
     assert "Traceback" not in out

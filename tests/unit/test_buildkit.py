@@ -28,6 +28,7 @@ from orchestrator.engine.buildkit import (
     secret_sources,
     ssh_specs,
     step_of,
+    sweep_workdirs,
     write_context,
 )
 from orchestrator.engine.buildkit_probe import (
@@ -454,3 +455,20 @@ def test_a_kept_probe_answers_later_runs_until_the_engine_or_a_cli_changes(tmp_p
     assert run_probe() == BuildKitWay(cli, "builtin")
     assert builds.read_text().count("x") == 4
     assert json.loads(memo.read_text())["way"] == {"cli": cli, "kind": "builtin"}
+
+
+def test_a_build_directory_a_killed_orchestrator_left_is_swept(tmp_path: Path) -> None:
+    """It may hold secret files: the next build removes it; a running process's stays."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = tmp_path / f"orchestrator-buildkit-{gone.pid}-abc"
+    (left / "secrets").mkdir(parents=True)
+    (left / "secrets" / "token").write_text("canary")
+    ours = tmp_path / f"orchestrator-buildkit-{os.getpid()}-def"
+    ours.mkdir()
+    other = tmp_path / "orchestrator-buildkit-notapid-x"
+    other.mkdir()
+    assert sweep_workdirs(str(tmp_path)) == [left]
+    assert not left.exists() and ours.exists() and other.exists()
