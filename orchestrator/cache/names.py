@@ -51,3 +51,8 @@ def test_result(image_key: str, platform: str, spec: str) -> str:
     """The results of one image test definition, on one image and platform."""
     payload = json.dumps([image_key, platform, spec], separators=(",", ":"))
     return "test:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def sbom(key: str, platform: str) -> str:
+    """The SBOM (CycloneDX JSON text) of the image a key names, on one platform."""
+    return f"sbom:{key} {platform}"

@@ -20,6 +20,13 @@ from orchestrator.cli.common import (
 from orchestrator.core.platforms import canonical_all
 
 
+class Attestation(StrEnum):
+    """``--attest``: core/model.py's ATTESTATION_CHOICES (only sbom is made yet)."""
+
+    sbom = "sbom"
+    provenance = "provenance"
+
+
 class PlanOutput(StrEnum):
     text = "text"
     json = "json"
@@ -71,6 +78,14 @@ def build(
     ] = False,
     engine_timeout: EngineTimeoutOpt = None,
     executor: ExecutorOpt = None,
+    attest: Annotated[
+        list[Attestation] | None,
+        typer.Option(
+            "--attest",
+            help="After the build, make and cache this attestation of each image built or cached (repeatable; "
+            "added to WORKSPACE's attestations; only sbom is made yet)",
+        ),
+    ] = None,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -94,6 +109,7 @@ def build(
         junit=junit,
         engine_timeout_s=engine_timeout,
         executor=None if executor is None else executor.value,
+        attest=tuple(a.value for a in attest or ()),
     )
     run_build(ctx, command)
 

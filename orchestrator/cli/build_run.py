@@ -65,6 +65,7 @@ class BuildCommand:
     junit: Path | None = None
     engine_timeout_s: float | None = None
     executor: str | None = None  # auto | buildkit | classic; None: WORKSPACE's executor
+    attest: tuple[str, ...] = ()  # --attest, besides WORKSPACE's attestations
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -120,6 +121,7 @@ def _build(
         ),
         locked=command.locked,
         dry_run=command.dry_run,
+        attest=frozenset(command.attest) | frozenset(loaded.workspace.settings.attestations),
     )
     remote = remote_cache(
         loaded, command.registry, write=command.remote_cache_write, push=command.push, required=command.require_registry

@@ -9,7 +9,18 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.cache import store
-from orchestrator.cli import build_cmd, gc_cmd, graph_cmd, hash_cmd, init_cmd, lint_cmd, lock_cmd, query_cmd, test_cmd
+from orchestrator.cli import (
+    build_cmd,
+    gc_cmd,
+    graph_cmd,
+    hash_cmd,
+    init_cmd,
+    lint_cmd,
+    lock_cmd,
+    query_cmd,
+    sbom_cmd,
+    test_cmd,
+)
 from orchestrator.cli.common import GlobalOptions, print_warning
 from orchestrator.cli.global_options import (
     CACHE_DIR_HELP,
@@ -38,6 +49,7 @@ app.command(name="explain")(build_cmd.explain)
 app.command(name="lock")(lock_cmd.lock)
 app.command(name="lint")(lint_cmd.lint)
 app.command(name="test")(test_cmd.test)
+app.command(name="sbom")(sbom_cmd.sbom)
 app.command(name="init")(init_cmd.init)
 app.command(name="gc")(gc_cmd.gc)
 

@@ -15,6 +15,7 @@ Pairs = tuple[tuple[str, str], ...]
 # How images are built (``--executor``, ``workspace(executor = ...)``); engine/api.py's BUILDER_CHOICES
 # are the same (a test holds them equal: the workspace layer cannot import the engine's)
 EXECUTOR_CHOICES = ("auto", "buildkit", "classic")
+ATTESTATION_CHOICES = ("sbom", "provenance")  # workspace(attestations = ...), --attest: only sbom is made yet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +104,7 @@ class WorkspaceSettings:
     external_images: tuple[str, ...] = ()
     executor: str = "auto"  # one of EXECUTOR_CHOICES: BuildKit when it works, else classic
     engines: tuple[EngineSpec, ...] = ()  # where to build; --engine replaces them (core/engines.py)
+    attestations: tuple[str, ...] = ()  # made by every build after it (ATTESTATION_CHOICES); no key input
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import IO, Protocol
 
 from orchestrator.core.content import KEY_LABEL as KEY_LABEL  # re-exported: executors label with it
 from orchestrator.core.model import Node, Pairs
@@ -202,3 +202,10 @@ class Executor(Protocol):
 
     def layers_size(self) -> int:
         """The bytes the engine's image layers take on its disk (``docker system df``)."""
+
+    def save(self, reference: str) -> IO[bytes]:
+        """``docker save reference``: the image's tar (config, manifest.json, layers) in a temporary file.
+
+        The file is seekable, at its start, and deleted when closed (the caller closes it). An image the
+        engine lacks is an EngineError; nothing is run.
+        """

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import tempfile
 import threading
 import time
 import types
@@ -75,6 +76,7 @@ from orchestrator.engine.tarball import context_tar_stream
 from orchestrator.errors import InputChanged, OrchestratorError, failure_reason
 
 CLASSIC_DETAIL = "the engine's classic builder (POST /build)"
+SAVE_CHUNK = 1 << 20  # bytes read at a time from ``docker save``
 
 _BuildLog = BuildLog  # the name tests/unit/test_docker_stream.py uses
 
@@ -463,6 +465,22 @@ class DockerExecutor:
     def layers_size(self) -> int:
         usage = self._engine.get_json("/system/df", "measuring the engine's disk usage")
         return int(usage.get("LayersSize") or 0)
+
+    # --- the supply-chain step (orchestrator sbom) ----------------------------------------------
+
+    def save(self, reference: str) -> IO[bytes]:
+        """``GET /images/{reference}/get`` streamed into a temporary file (deleted when closed)."""
+        api = self._engine.client()
+        saved = tempfile.TemporaryFile(prefix="orchestrator-save-")  # noqa: SIM115 (the caller closes it)
+        try:
+            with self._engine.errors(f"saving image {reference}"):
+                for chunk in api.get_image(reference, chunk_size=SAVE_CHUNK):
+                    saved.write(chunk)
+            saved.seek(0)
+        except BaseException:
+            saved.close()
+            raise
+        return saved
 
 
 def _split_reference(reference: str) -> tuple[str, str]:

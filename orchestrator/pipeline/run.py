@@ -1,6 +1,6 @@
 """The build pipeline: the ONE function ``build`` and ``test`` call, and the Pipeline it drives.
 
-    keys -> (lock check) -> engine -> plan -> warnings -> runnable? -> execute -> promote -> summary
+    keys -> (lock check) -> engine -> plan -> warnings -> runnable? -> execute -> promote -> summary -> (attestations)
 
 ``run`` does all of it for a selection and returns the plan and what came of it; the CLI only
 parses, calls it, prints and exits. ``Pipeline`` holds one invocation's state: it gathers what the
@@ -28,6 +28,7 @@ from orchestrator.keys.hashing import keys_with_store
 from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.pipeline import scheduler
+from orchestrator.pipeline.attest import attest
 from orchestrator.pipeline.builder import check_builds
 from orchestrator.pipeline.execute import Executed, Execution, Listener
 from orchestrator.pipeline.hermetic import (
@@ -64,6 +65,7 @@ class Request:
     locked: bool = False  # images.lock must pin every external base used, and nothing else
     dry_run: bool = False  # plan only (works without an engine)
     commands_on: frozenset[str] = frozenset()  # platforms that will run commands afterwards (image tests)
+    attest: frozenset[str] = frozenset()  # attestations to make after the build (``sbom``); no key depends on it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +88,9 @@ def run(
     """Build ``request.labels`` and everything they need (or, with ``dry_run``, only plan it).
 
     ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
-    the hashing); a dry run goes on without one when it raises. ``warn`` receives the plan's notices
+    the hashing); a dry run goes on without one when it raises. ``request.attest`` (``sbom``) makes
+    and caches the SBOM of each node in the engine after the build (``attest.py``; a failure is one
+    of the summary's warnings). ``warn`` receives the plan's notices
     (WARNING or ERROR), the builder's fallback (once, before anything is built), then the ERROR ones
     of the run (its warnings are in the summary).
     """
@@ -113,7 +117,10 @@ def run(
     pipeline.check_bases(plan)
     check_runnable(connected, {p.node.platform for p in plan.to_build} | request.commands_on)
     shown = len(remote.notices) if remote is not None else 0
-    result = Result(plan=plan, summary=pipeline.run(plan))
+    summary = pipeline.run(plan)
+    if request.attest:
+        summary = attest(summary, store, connected.executor, request.attest)
+    result = Result(plan=plan, summary=summary)
     for notice in remote.notices[shown:] if remote is not None else ():
         if notice.level is Level.ERROR:  # a push refused: not a warning, so not in the summary's
             warn(notice)

@@ -17,6 +17,9 @@ BuildKitUnavailable). Each BuildResult names the builder chosen (classic when no
 
     FakeExecutor(buildkit=False)  # an engine whose BuildKit cannot be reached
 
+``save`` (``docker save``) returns the tar prepared in ``archives`` for the image (by ID, by tag, or
+``"*"`` for any image) and records each reference asked (``saves``); without one it raises.
+
 A build fails before anything is built on an unpinned external base the engine lacks (and no
 registry has): a test that builds on external bases gives them to the fake (``bases=``,
 ``add_image``), as a developer pulls them first.
@@ -25,13 +28,14 @@ registry has): a test that builds on external bases gives them to the fake (``ba
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import types
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from orchestrator.engine.api import (
     BUILDER_CHOICES,
@@ -130,6 +134,8 @@ class FakeExecutor:
         self.buildkit = buildkit
         self.url = url
         self.selections: list[str] = []  # every choice select_builder was asked, in order
+        self.archives: dict[str, bytes] = {}  # image ID, "repository:tag" or "*" (any image) -> what save() returns
+        self.saves: list[str] = []  # every reference save() was asked for, in order
         self.builder: str | None = None  # the builder chosen; None: never asked (classic)
         for reference in bases:
             self.add_image(reference, platform=native)
@@ -245,6 +251,24 @@ class FakeExecutor:
         """The sizes of the images held, summed (the fake shares no layers)."""
         with self._lock:
             return sum(image.size for image in self.images.values())
+
+    def save(self, reference: str) -> IO[bytes]:
+        """The tar ``archives`` holds for the image ``reference`` names (by any of its tags or its ID)."""
+        if not self.daemon_up:
+            raise DaemonUnavailable("the fake daemon is down")
+        with self._lock:
+            self.saves.append(reference)
+            image = self._resolve(reference)
+            if image is None:
+                raise OrchestratorError(f"the fake engine has no image {reference}")
+            archive = self.archives.get(image.image_id)
+            if archive is None:
+                archive = next((self.archives[t] for t in sorted(image.tags) if t in self.archives), None)
+            if archive is None:
+                archive = self.archives.get("*")
+        if archive is None:
+            raise OrchestratorError(f"the fake engine cannot save {reference}: no archive was prepared for it")
+        return io.BytesIO(archive)
 
     # --- helpers for tests -------------------------------------------------------------------
 

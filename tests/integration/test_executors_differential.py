@@ -28,6 +28,7 @@ Twice: with precise contexts (what the Dockerfiles read), and with ``base``'s co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -37,7 +38,8 @@ from typing import Any
 
 import pytest
 
-from tests.images import diff, filesystem
+from benchmarks.common import ROOT, examples_copy, link_or_copy
+from tests.images import Entry, diff, filesystem
 from tests.integration.conftest import TEST_LABEL, _remove_labelled_images
 from tests.workspaces import ScratchWorkspace
 
@@ -245,3 +247,172 @@ def test_buildkit_and_classic_images_have_the_same_file_systems(
     bare = seen["//bare:bare linux/amd64"]
     assert {"gen/current", "gen/variant.txt", "bin/busybox", "own.txt"} <= set(bare)
     assert "bin/sh" not in bare
+
+
+# ---- BUILD.examples: the real family, whose RUN steps download ---------------------------------
+#
+# A copy of BUILD.examples per executor (benchmarks.common.examples_copy, as bench_executors makes
+# them; the real tree and its cache/ are never written): linux/amd64 only (the arm64 half runs apt
+# under QEMU for minutes), repositories renamed ``<prefix>-<executor>-*``, the rootfs's too (so the
+# test moves no tag of the real family, debian:bookworm included), ``ENV BENCH_NONCE=<run>`` after
+# the FROMs on the rootfs, python-app's ``srcs = glob(...)`` kept. The rootfs carries this test's
+# label, which every image of the family inherits (intermediate stages the classic builder leaves
+# included): they all go afterwards. Its tarball is the debootstrap output already in cache/rootfs/
+# (hard-linked into the copy's own cache under the copy's key: a label changes a rootfs key, not the
+# script's output); without one there, the first build runs the script and the second reuses its
+# output. Each copy is built cold (apt downloads included): about 45-55 s per executor here.
+#
+# Unlike the busybox family, these RUN steps are not reproducible: apt-get writes logs and caches.
+# Compared, per image, between the two executors:
+# (1) the files that come from the build contexts (found by their content: the sha256 of every file
+#     ``orchestrator explain -o json`` gives as a context input of the family), at the paths the
+#     Dockerfiles' COPYs write (``EXAMPLE_COPIES``): the same paths, type, mode, uid/gid and content;
+# (2) every other path: type, mode, uid/gid and symlink target, with no exclusion: two builds of the
+#     family with the same executor (classic, twice, while this test was written) gave the same
+#     paths, types, modes and owners everywhere (the Dockerfiles remove apt's lists themselves, and
+#     nothing is left in /tmp or /root);
+# (3) the contents of all other files too, but for ``VOLATILE_CONTENT``: the only files whose
+#     contents differed between those two same-executor builds. This holds while both builds install
+#     the same package versions (they run a minute apart on the same mirror): dpkg's status file is
+#     compared first, to say so plainly if the mirror moved between them.
+# And the run configuration (user, working directory, environment, command), as for busybox.
+
+EXAMPLES_ROOTFS = "//rootfs:debian-bookworm"
+
+# Per image (its name without the prefix): the paths of its file system whose content is a file of a
+# build context of the family (its own, or inherited from its base), as the Dockerfiles COPY them.
+# static-hello COPYs main.c into its builder stage only; secure-hello's context is its Dockerfile.
+EXAMPLE_COPIES: dict[str, set[str]] = {
+    "company-base": set(),
+    "company-node-base": {"home/company/.npmrc"},
+    "company-python-base": {"etc/pip.conf"},
+    "node-app": {"home/company/.npmrc", "home/company/app/package.json", "home/company/app/src/server.js"},
+    "python-app": {"etc/pip.conf", "home/company/app/main.py"},
+    "static-hello": set(),
+    "secure-hello": set(),
+}
+
+# Files (or trees) whose contents differ between two builds with the same executor: not compared.
+VOLATILE_CONTENT = (
+    # apt's history.log and term.log, dpkg.log, alternatives.log: every action with its date and time.
+    "var/log",
+    # apt's pkgcache.bin and srcpkgcache.bin (binary caches of the package lists, stamped with their
+    # mtimes), ldconfig's aux-cache (inode numbers and mtimes of the libraries).
+    "var/cache",
+    # useradd's "last password change", in days since 1970: not seen to differ, but it would for two
+    # builds on either side of midnight (UTC).
+    "etc/shadow",
+)
+
+# The WORKDIR of node-app and python-app is created after the USER company inherited from
+# company-base: the owner differs as for busybox (docker/cli#3346). Pinned: (uid, gid) per builder.
+EXAMPLE_DIVERGENCES: dict[str, dict[str, dict[str, tuple[int, int]]]] = {
+    name: {"home/company/app": {"buildkit": (10000, 10000), "classic": (0, 0)}} for name in ("node-app", "python-app")
+}
+
+
+def volatile(path: str) -> bool:
+    return any(path == v or path.startswith(v + "/") for v in VOLATILE_CONTENT)
+
+
+def examples_workspace(root: Path, p: str, nonce: str, tarballs: list[Path]) -> ScratchWorkspace:
+    """A copy of BUILD.examples with repositories ``<p>-*``, labelled ``TEST_LABEL=<p>``; its rootfs
+    tarball linked in from the first of ``tarballs`` that exists (the script runs when none does)."""
+    ws = ScratchWorkspace(root=root / "ws", cache_dir=root / "cache")
+    examples_copy(ws.root, f"{p}-", nonce, rootfs=True, srcs_glob=True)
+    node = f"{EXAMPLES_ROOTFS} linux/amd64"
+    tarballs.insert(0, ROOT / "cache/rootfs" / f"{ws.keys(EXAMPLES_ROOTFS)[node]}.tar")
+    build = ws.path("rootfs/BUILD")
+    text = build.read_text()
+    labelled = text.replace('tags = ["bookworm"],', f'tags = ["bookworm"],\n    labels = {{"{TEST_LABEL}": "{p}"}},')
+    assert labelled != text, text
+    build.write_text(labelled)
+    source = next((tarball for tarball in tarballs if tarball.is_file()), None)
+    if source is not None:
+        (ws.cache_dir / "rootfs").mkdir(parents=True)
+        link_or_copy(str(source), str(ws.cache_dir / "rootfs" / f"{ws.keys(EXAMPLES_ROOTFS)[node]}.tar"))
+    return ws
+
+
+def context_hashes(ws: ScratchWorkspace, labels: list[str]) -> dict[str, str]:
+    """sha256 -> workspace path of every file ``explain`` gives as a context input of ``labels``."""
+    hashes = {}
+    for label in labels:
+        result = ws.run("explain", label, "-o", "json")
+        assert result.exit_code == 0, result.output
+        (node,) = json.loads(result.stdout)
+        package = label.removeprefix("//").split(":")[0]
+        for entry in node["inputs"]["entries"]:
+            path = ws.path(f"{package}/{entry['path']}")
+            if path.is_file():
+                hashes[hashlib.sha256(path.read_bytes()).hexdigest()] = f"{package}/{entry['path']}"
+    return hashes
+
+
+def test_buildkit_and_classic_build_the_examples_alike(prefix: str, docker_api: Any, tmp_path: Path) -> None:
+    nonce = uuid.uuid4().hex
+    built: dict[str, dict[str, dict[str, Any]]] = {}
+    workspaces: dict[str, ScratchWorkspace] = {}
+    tarballs: list[Path] = []
+    for executor in EXECUTORS:
+        p = f"{prefix}-{executor}"
+        ws = examples_workspace(tmp_path / executor, p, nonce, tarballs)
+        report_path = tmp_path / f"{executor}.json"
+        result = ws.run("build", "//...", "--executor", executor, "--report", str(report_path))
+        assert result.exit_code == 0, result.output
+        tarballs.extend((ws.cache_dir / "rootfs").glob("*.tar"))  # the next copy's, if none was in cache/
+        report = json.loads(report_path.read_text())
+        assert report["executor"]["requested"] == report["executor"]["used"] == executor
+        # Keyed by the target's name without the prefix: "company-base", ..., "debian-bookworm".
+        nodes = {n["label"].split(":")[1].removeprefix(f"{p}-"): n for n in report["nodes"]}
+        assert sorted(nodes) == sorted([*EXAMPLE_COPIES, "debian-bookworm"])
+        for node in nodes.values():
+            assert (node["platform"], node["status"], node["executor"]) == ("linux/amd64", "built", executor), node
+        built[executor] = nodes
+        workspaces[executor] = ws
+
+    ws = workspaces["buildkit"]
+    contexts = context_hashes(ws, [n["label"] for name, n in built["buildkit"].items() if name in EXAMPLE_COPIES])
+    assert len(contexts) >= 6, contexts  # .npmrc, pip.conf, package.json, server.js, main.py, main.c, ...
+    files: dict[str, dict[str, Entry]] = {}  # per image, what the comparison saw (of the BuildKit image)
+    for name in EXAMPLE_COPIES:
+        images = {executor: built[executor][name]["image_id"] for executor in EXECUTORS}
+        assert images["buildkit"] != images["classic"], name  # two builds, not one image found twice
+        systems = {executor: filesystem(docker_api, image, (TEST_LABEL, prefix)) for executor, image in images.items()}
+        for path, owners in EXAMPLE_DIVERGENCES.get(name, {}).items():  # each pinned: still as documented
+            found = {executor: systems[executor].pop(path)[2:4] for executor in EXECUTORS}
+            assert found == owners, (name, path, found)
+
+        # (1) The files of the build contexts: where the Dockerfiles COPY them, the same in every way.
+        copies = {
+            executor: {path: entry for path, entry in system.items() if entry[0] == "file" and entry[4] in contexts}
+            for executor, system in systems.items()
+        }
+        assert set(copies["buildkit"]) == EXAMPLE_COPIES[name], (name, sorted(copies["buildkit"]))
+        differences = diff(copies["buildkit"], copies["classic"], EXECUTORS)
+        assert not differences, f"{name}, files of the build contexts:\n" + "\n".join(differences)
+
+        # (2) and (3): every path, its type, mode, owner and link target; file contents but VOLATILE_CONTENT's.
+        status = {executor: system.get("var/lib/dpkg/status") for executor, system in systems.items()}
+        assert status["buildkit"] == status["classic"], f"{name}: the two builds installed other package versions"
+        stable = {
+            executor: {path: (*entry[:4], "") if volatile(path) else entry for path, entry in system.items()}
+            for executor, system in systems.items()
+        }
+        differences = diff(stable["buildkit"], stable["classic"], EXECUTORS)
+        assert not differences, f"{name}:\n" + "\n".join(differences[:50])
+
+        configs = {executor: docker_api.inspect_image(image)["Config"] for executor, image in images.items()}
+        runs = {executor: run_config(config) for executor, config in configs.items()}
+        assert runs["buildkit"] == runs["classic"], name
+        files[name] = systems["buildkit"]
+
+    # The comparison saw what the family is made of (else an empty export would pass).
+    assert files["company-base"]["etc/ssl/certs/ca-certificates.crt"][0] == "file"
+    assert files["company-base"]["root"][1] == 0o700 and files["company-base"]["home/company"][2:4] == (10000, 10000)
+    assert files["company-node-base"]["home/company/.npmrc"][2:4] == (10000, 10000)  # COPY, then chown
+    assert files["company-python-base"]["etc/pip.conf"][1:4] == (0o644, 0, 0)
+    assert "usr/bin/node" in files["node-app"] and files["python-app"]["usr/bin/python3"][0] == "symlink"
+    assert sum(volatile(path) for path in files["node-app"]) > 5
+    assert files["static-hello"]["app"][1] == 0o755 and "bin" not in files["static-hello"]  # on scratch
+    assert files["secure-hello"]["tmp"][1] == 0o1777 and "bin" not in files["secure-hello"]

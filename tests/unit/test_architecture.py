@@ -26,6 +26,8 @@ CONFINED = {
     "urllib3": ("engine", "registry"),
     "http": ("engine", "registry"),  # the engine's own socket talk, and registry HTTP
     "urllib.request": ("registry",),
+    "cyclonedx": ("supply",),  # SBOM documents (cyclonedx-python-lib), and the purls it brings
+    "packageurl": ("supply",),
 }
 
 
@@ -35,6 +37,7 @@ LAYERS = {
     "core": 1,
     "dockerfile": 2,
     "cache": 2,
+    "supply": 2,  # pure: image layers in, SBOM documents out
     "graph": 3,
     "workspace": 4,
     "keys": 5,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.engines import TLS_FILES, EngineSpec, url_problem
-from orchestrator.core.model import EXECUTOR_CHOICES, WorkspaceSettings
+from orchestrator.core.model import ATTESTATION_CHOICES, EXECUTOR_CHOICES, WorkspaceSettings
 from orchestrator.errors import BuildFileError, did_you_mean
 from orchestrator.workspace.buildfile.rules import (
     ANY_LIST,
@@ -33,6 +33,7 @@ WORKSPACE_ATTRS = {
     "external_images": OPT_STR_LIST,
     "executor": OPT_STR,
     "engines": ANY_LIST,
+    "attestations": OPT_STR_LIST,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
 ENGINE_FIELDS = ("url", "jobs", "platforms", "tls")
@@ -64,6 +65,7 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any], root: Pa
         external_images=_external_images(kwargs.get("external_images")),
         executor=executor,
         engines=_engines(kwargs.get("engines"), root or Path.cwd()),
+        attestations=_attestations(kwargs.get("attestations")),
     )
 
 
@@ -125,6 +127,19 @@ def _tls_dir(value: Any, url: str, root: Path, where: str) -> str | None:
             "signed the engine's certificate, and this client's cert.pem and key.pem)"
         )
     return str(directory)
+
+
+def _attestations(names: list[str] | None) -> tuple[str, ...]:
+    """``attestations = ["sbom"]``: names from ATTESTATION_CHOICES, each once (only ``sbom`` is made yet)."""
+    for name in names or ():
+        if name not in ATTESTATION_CHOICES:
+            raise BuildFileError(
+                f"workspace(): attestations must be among {', '.join(ATTESTATION_CHOICES)}, got {name!r}"
+                f"{did_you_mean(name, list(ATTESTATION_CHOICES))}"
+            )
+    if len(set(names or ())) != len(names or ()):
+        raise BuildFileError(f"workspace(): attestations lists a name twice: {names!r}")
+    return tuple(names or ())
 
 
 def _external_images(patterns: list[str] | None) -> tuple[str, ...]:
