@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -47,21 +46,20 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_build import BASE_IMAGE, build_base, revision
-from benchmarks.common import ORCHESTRATOR, ROOT, machine, median_of, run_timed, table
+from benchmarks.common import (
+    EXAMPLE_IMAGES,
+    ORCHESTRATOR,
+    ROOT,
+    examples_copy,
+    link_or_copy,
+    machine,
+    median_of,
+    run_timed,
+    table,
+)
 from orchestrator.engine.buildkit_probe import SYSTEM_CLI
 
 EXECUTORS = ("buildkit", "classic")
-EXAMPLES = ROOT / "BUILD.examples"
-# The family's images; their repositories are their names (image()'s default).
-EXAMPLE_IMAGES = (
-    "company-base",
-    "company-node-base",
-    "company-python-base",
-    "node-app",
-    "python-app",
-    "static-hello",
-    "secure-hello",
-)
 LEAF = "apps/node-app/src/server.js"
 
 STAGES_DOCKERFILE = f"""FROM {BASE_IMAGE} AS one
@@ -181,31 +179,6 @@ def docker_build(context: Path, repository: str, executor: str, n: int) -> float
 
 # ---- (b) BUILD.examples -------------------------------------------------------------------------
 
-_NAMES = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(n) for n in EXAMPLE_IMAGES) + r")(?![\w-])")
-
-
-def examples_copy(dest: Path, prefix: str, nonce: str) -> None:
-    """BUILD.examples at ``dest``, amd64 only, repositories (and target names) ``<prefix>*``, the nonce in."""
-    shutil.copytree(EXAMPLES, dest, symlinks=True)
-    workspace = dest / "WORKSPACE"
-    text = workspace.read_text()
-    text = re.sub(r"platforms = \[[^\]]*\]", 'platforms = ["linux/amd64"]', text)
-    workspace.write_text(re.sub(r'\n\s*cache_dir = "[^"]*",', "", text))
-    for path in dest.rglob("*"):
-        if path.is_file() and (path.name in ("BUILD", "Dockerfile") or path.suffix == ".star"):
-            path.write_text(_NAMES.sub(lambda m: prefix + m.group(1), path.read_text()))
-    # Without its srcs glob, python-app's context is what its COPY reads (the same files): a context
-    # of files without their directories' entries (what a glob of files gives) fails BuildKit builds
-    # at the time of writing ("no directory 'app' before it in the tar"; docs/benchmarks.md).
-    python_app = dest / "apps/python-app/BUILD"
-    python_app.write_text(python_app.read_text().replace('    srcs = glob(["app/**"]),\n', ""))
-    for rel in ("base/company-base/Dockerfile", "apps/static-hello/Dockerfile"):
-        path = dest / rel
-        lines = path.read_text().splitlines(keepends=True)
-        first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
-        lines.insert(first_from + 1, f"ENV BENCH_NONCE={nonce}\n")
-        path.write_text("".join(lines))
-
 
 def bench_examples(scratch: Path, run_id: str, rounds: int) -> list[list[str]]:
     times: dict[tuple[str, str], list[float]] = {}
@@ -218,7 +191,7 @@ def bench_examples(scratch: Path, run_id: str, rounds: int) -> list[list[str]]:
             cache = scratch / f"examples-{executor}-{n}-cache"
             examples_copy(ws, prefix, f"{run_id}-{executor}-{n}")
             # The debootstrap tarballs of the real cache: the rootfs is imported, not debootstrapped again.
-            shutil.copytree(ROOT / "cache/rootfs", cache / "rootfs", copy_function=_link_or_copy)
+            shutil.copytree(ROOT / "cache/rootfs", cache / "rootfs", copy_function=link_or_copy)
             for scenario in ("cold", "leaf"):
                 if scenario == "leaf":
                     with (ws / LEAF).open("a") as leaf:
@@ -243,14 +216,6 @@ def bench_examples(scratch: Path, run_id: str, rounds: int) -> list[list[str]]:
             ]
         )
     return rows
-
-
-def _link_or_copy(src: str, dst: str) -> str:
-    try:
-        Path(dst).hardlink_to(src)
-    except OSError:
-        shutil.copy2(src, dst)
-    return dst
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -24,6 +24,9 @@ nonce, so that no layer cache of an earlier run can answer either builder):
 
 Twice: with precise contexts (what the Dockerfiles read), and with ``base``'s context given as
 ``srcs = glob([...])`` (files without their directories' entries).
+
+Then the real family, BUILD.examples (linux/amd64, copies of it): its RUN steps download and are
+not reproducible, so contents are compared only where they are stable (see the section below).
 """
 
 from __future__ import annotations
