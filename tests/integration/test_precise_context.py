@@ -21,15 +21,11 @@ the context the docker SDK would send) with the inputs ``orchestrator explain -o
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import io
 import json
 import os
 import re
 import shlex
 import shutil
-import stat
-import tarfile
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -41,6 +37,7 @@ from docker.utils.build import exclude_paths
 
 from orchestrator.core.model import ImageTarget
 from orchestrator.workspace.loading import load
+from tests.images import diff, filesystem
 from tests.integration.conftest import TEST_LABEL, _remove_labelled_images
 from tests.workspaces import ScratchWorkspace
 
@@ -48,13 +45,10 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "BUILD.examples"
 WORKSPACE_FILE_NAMES = frozenset({"BUILD", "BUILD.bazel", "WORKSPACE", "WORKSPACE.bazel", "images.toml", "images.lock"})
-ADDED_BY_CREATION = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"})
 # Where the orchestrator's image differs from plain Docker's on purpose (docs/reference/build.md): not
 # compared in the family, each pinned by a test of its own instead.
 KNOWN_DIVERGENCES = ("base/.dockerignore",)
 EXECUTABLES = frozenset({"child/src/main.sh", "family/tools/run.sh"})
-
-Entry = tuple[str, int, int, int, str]  # type, mode, uid, gid, sha256 of the content or the link target
 
 
 def is_workspace_file(path: str) -> bool:
@@ -148,32 +142,6 @@ def prefix(docker_engine: Any, docker_api: Any) -> Iterator[str]:
     _remove_labelled_images(docker_api, f"{TEST_LABEL}={prefix}")
 
 
-def filesystem(api: Any, image: str, label: str) -> dict[str, Entry]:
-    """``path -> (type, mode, uid, gid, sha256 or link target)`` of a container created from ``image``."""
-    container = api.create_container(image, command=["true"], labels={TEST_LABEL: label})
-    try:
-        stream = io.BytesIO(b"".join(api.export(container["Id"])))
-    finally:
-        api.remove_container(container["Id"], force=True)
-    entries: dict[str, Entry] = {}
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for info in tar:
-            path = info.name.removeprefix("./").strip("/")
-            if not path or path in ADDED_BY_CREATION:
-                continue
-            if info.isfile():
-                data = tar.extractfile(info)
-                assert data is not None
-                detail = hashlib.sha256(data.read()).hexdigest()
-                kind = "file"
-            elif info.issym() or info.islnk():
-                detail, kind = info.linkname, "symlink" if info.issym() else "hardlink"
-            else:
-                detail, kind = "", "dir" if info.isdir() else f"type {info.type!r}"
-            entries[path] = (kind, stat.S_IMODE(info.mode), info.uid, info.gid, detail)
-    return entries
-
-
 def whole_context_copy(context: Path, dest: Path) -> Path:
     """A copy of ``context`` without the workspace's own files: what plain Docker would use, minus those."""
     shutil.copytree(context, dest, symlinks=True)
@@ -182,14 +150,6 @@ def whole_context_copy(context: Path, dest: Path) -> Path:
             if is_workspace_file(name):
                 os.remove(os.path.join(top, name))
     return dest
-
-
-def diff(ours: Mapping[str, Entry], theirs: Mapping[str, Entry]) -> list[str]:
-    lines = []
-    for path in sorted(set(ours) | set(theirs)):
-        if ours.get(path) != theirs.get(path):
-            lines.append(f"{path}: precise {ours.get(path)} != whole {theirs.get(path)}")
-    return lines
 
 
 def test_precise_images_equal_whole_context_images(
@@ -223,12 +183,13 @@ def test_precise_images_equal_whole_context_images(
                 rm=True,
                 forcerm=True,
             )
-            ours = filesystem(docker_api, node["image_id"], prefix)
-            theirs = filesystem(docker_api, whole_ref, prefix)
+            ours = filesystem(docker_api, node["image_id"], (TEST_LABEL, prefix))
+            theirs = filesystem(docker_api, whole_ref, (TEST_LABEL, prefix))
             for path in KNOWN_DIVERGENCES:  # each has a test of its own below
                 ours.pop(path, None)
                 theirs.pop(path, None)
-            assert not diff(ours, theirs), f"{node['label']}:\n" + "\n".join(diff(ours, theirs))
+            differences = diff(ours, theirs, ("precise", "whole"))
+            assert not differences, f"{node['label']}:\n" + "\n".join(differences)
             if name == "base":
                 assert "base/hello.txt" in ours and "base/keep.log" in ours and "base/data/deep.log" in ours
                 assert "base/Dockerfile" in ours  # the user's (compared above), not the rebound one
