@@ -383,7 +383,7 @@ def build_with_buildkit(
         except _Refused as exc:
             raise log.failure(f"{request.node}: {exc}") from exc
         command = build_command(way, request, work, sources, ssh)
-        env = way.environment(engine.url, environ)
+        env = way.environment(engine.url, environ, tls_dir=engine.tls_dir)
         log.line("# " + " ".join(command))
         if cancel.is_set():
             raise log.failure(f"{request.node}: cancelled")

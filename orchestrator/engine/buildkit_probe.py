@@ -17,7 +17,7 @@ selected (a no-op build never pays for it), and remembers the answer in the cach
 plugin directories (path, size, modification time) stay the same: a probe costs ~0.4 s.
 
 Every CLI run gets a small environment of its own (``cli_environment``): ``DOCKER_HOST`` is the
-executor's engine, the TLS settings are its TLS directory's (``use_tls_dir``) or else passed
+executor's engine, the TLS settings are its TLS directory's (``tls_dir``) or else passed
 through, and so are ``PATH``, ``HOME`` and ``DOCKER_CONFIG`` (the CLI reads its credentials there);
 nothing else of the orchestrator's.
 """
@@ -69,9 +69,11 @@ class BuildKitWay:
             return [self.cli, "buildx", "build", "--load"]
         return [self.cli, "build"]
 
-    def environment(self, engine_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The CLI's environment for builds on the engine at ``engine_url``."""
-        env = cli_environment(engine_url, base)
+    def environment(
+        self, engine_url: str, base: Mapping[str, str] | None = None, *, tls_dir: str | None = None
+    ) -> dict[str, str]:
+        """The CLI's environment for builds on the engine at ``engine_url`` (see ``cli_environment``)."""
+        env = cli_environment(engine_url, base, tls_dir=tls_dir)
         env["DOCKER_BUILDKIT"] = "1"  # the builtin way's switch; harmless to buildx
         return env
 
@@ -111,44 +113,36 @@ def cli_host(engine_url: str) -> str:
     return engine_url
 
 
-_TLS_DIRS: dict[str, str] = {}  # engine URL -> its TLS directory (use_tls_dir)
-_TLS_LOCK = threading.Lock()
-
-
-def use_tls_dir(engine_url: str, tls_dir: str) -> None:
-    """The CLI reaches the engine at ``engine_url`` with the certificates in ``tls_dir`` (ca.pem, cert.pem,
-    key.pem), whatever DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say; ``EngineConnection`` calls it."""
-    with _TLS_LOCK:
-        _TLS_DIRS[engine_url] = tls_dir
-
-
-def cli_environment(engine_url: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def cli_environment(
+    engine_url: str, base: Mapping[str, str] | None = None, *, tls_dir: str | None = None
+) -> dict[str, str]:
     """``PASSED_ENV`` from ``base`` (default: ``os.environ``) and ``DOCKER_HOST`` for ``engine_url``.
 
-    An engine with a TLS directory of its own (``use_tls_dir``) gets ``DOCKER_TLS_VERIFY=1`` and
-    ``DOCKER_CERT_PATH`` set to it; otherwise the environment's TLS settings pass through.
+    An engine with a TLS directory of its own (``tls_dir``: ca.pem, cert.pem, key.pem) gets
+    ``DOCKER_TLS_VERIFY=1`` and ``DOCKER_CERT_PATH`` set to it, whatever the environment says;
+    otherwise the environment's TLS settings pass through.
     """
     base = os.environ if base is None else base
     env = {name: base[name] for name in PASSED_ENV if base.get(name)}
     env.setdefault("PATH", os.defpath)
     env["DOCKER_HOST"] = cli_host(engine_url)
-    with _TLS_LOCK:
-        tls_dir = _TLS_DIRS.get(engine_url)
     if tls_dir is not None:
         env["DOCKER_TLS_VERIFY"] = "1"
         env["DOCKER_CERT_PATH"] = tls_dir
     return env
 
 
-def probe(candidates: Sequence[str], engine_url: str, remove_image: Remove) -> ProbeResult:
+def probe(
+    candidates: Sequence[str], engine_url: str, remove_image: Remove, *, tls_dir: str | None = None
+) -> ProbeResult:
     """The first way to BuildKit that builds a tiny image on the engine, and why the others did not."""
     reasons: list[str] = []
     for cli in candidates:
         why: list[str] = []
-        kinds = ["buildx", "builtin"] if _has_buildx(cli, engine_url) else ["builtin"]
+        kinds = ["buildx", "builtin"] if _has_buildx(cli, engine_url, tls_dir) else ["builtin"]
         for kind in kinds:
             way = BuildKitWay(cli, kind)
-            problem = try_way(way, engine_url, remove_image)
+            problem = try_way(way, engine_url, remove_image, tls_dir=tls_dir)
             if problem is None:
                 return ProbeResult(way, tuple(reasons))
             why.append(problem if kind == "builtin" else f"buildx build --load: {problem}")
@@ -156,11 +150,11 @@ def probe(candidates: Sequence[str], engine_url: str, remove_image: Remove) -> P
     return ProbeResult(None, tuple(reasons))
 
 
-def _has_buildx(cli: str, engine_url: str) -> bool:
+def _has_buildx(cli: str, engine_url: str, tls_dir: str | None) -> bool:
     try:
         done = subprocess.run(
             [cli, "buildx", "version"],
-            env=cli_environment(engine_url),
+            env=cli_environment(engine_url, tls_dir=tls_dir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -172,7 +166,7 @@ def _has_buildx(cli: str, engine_url: str) -> bool:
     return done.returncode == 0
 
 
-def try_way(way: BuildKitWay, engine_url: str, remove_image: Remove) -> str | None:
+def try_way(way: BuildKitWay, engine_url: str, remove_image: Remove, *, tls_dir: str | None = None) -> str | None:
     """Build the probe image ``way``'s way; None when it worked (its image removed), else why not."""
     with tempfile.TemporaryDirectory(prefix="orchestrator-buildkit-probe-") as tmp:
         work = Path(tmp)
@@ -192,7 +186,7 @@ def try_way(way: BuildKitWay, engine_url: str, remove_image: Remove) -> str | No
         try:
             done = subprocess.run(
                 command,
-                env=way.environment(engine_url),
+                env=way.environment(engine_url, tls_dir=tls_dir),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -233,11 +227,13 @@ class BuildKitProbe:
         remove_image: Remove,
         candidates: Callable[[], Sequence[str]] = candidate_clis,
         identity: Callable[[], str] | None = None,
+        tls_dir: str | None = None,
     ) -> None:
         self._engine_url = engine_url
         self._remove_image = remove_image
         self.candidates = candidates
         self._identity = identity
+        self._tls_dir = tls_dir
         self._memo: Path | None = None
         self._lock = threading.Lock()
         self._result: ProbeResult | None = None
@@ -253,7 +249,7 @@ class BuildKitProbe:
                 fingerprint = self._fingerprint(candidates)
                 self._result = self._recalled(fingerprint)
                 if self._result is None:
-                    self._result = probe(candidates, self._engine_url(), self._remove_image)
+                    self._result = probe(candidates, self._engine_url(), self._remove_image, tls_dir=self._tls_dir)
                     self._keep(fingerprint, self._result)
             return self._result
 

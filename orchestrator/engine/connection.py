@@ -36,7 +36,6 @@ from typing import Any
 from orchestrator.core.engines import TLS_FILES
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import DaemonUnavailable
-from orchestrator.engine.buildkit_probe import use_tls_dir
 from orchestrator.errors import OrchestratorError, failure_reason
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
@@ -82,8 +81,6 @@ class EngineConnection:
         self._lock = threading.Lock()  # guards _client and _native_platform
         self._client: Any = None
         self._native_platform: str | None = normalize(platforms[0]) if platforms else None
-        if tls_dir is not None:
-            use_tls_dir(self.url, tls_dir)
 
     @property
     def url(self) -> str:

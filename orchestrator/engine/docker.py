@@ -102,7 +102,11 @@ class DockerExecutor:
         self._swept = False
         self._buildkit: BuildKitWay | None = None  # set by select_builder; None: the classic builder
         self.buildkit_probe = BuildKitProbe(
-            lambda: self._engine.url, self._remove_probe_image, candidate_clis, identity=self._identity
+            lambda: self._engine.url,
+            self._remove_probe_image,
+            candidate_clis,
+            identity=self._identity,
+            tls_dir=self._engine.tls_dir,
         )
 
     @property

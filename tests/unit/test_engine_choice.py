@@ -11,7 +11,7 @@ import typer
 
 from orchestrator.cli import build_run
 from orchestrator.core.engines import SEVERAL_ENGINES, EngineSpec, choose_engine, url_problem
-from orchestrator.engine.buildkit_probe import cli_environment, use_tls_dir
+from orchestrator.engine.buildkit_probe import cli_environment
 from orchestrator.engine.connection import EngineConnection, EngineError, client_kwargs, isolate_from_environment
 from orchestrator.errors import UsageError
 from orchestrator.workspace.buildfile.loader import load_settings
@@ -252,8 +252,7 @@ def test_an_ssh_engine_uses_the_ssh_client() -> None:
 
 def test_the_buildkit_cli_reaches_a_tls_engine_with_its_directory() -> None:
     base = {"PATH": "/bin", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": "/env/certs", "REQUESTS_CA_BUNDLE": "/x"}
-    use_tls_dir("tcp://10.9.8.7:2376", "/ws/certs")
-    assert cli_environment("tcp://10.9.8.7:2376", base) == {
+    assert cli_environment("tcp://10.9.8.7:2376", base, tls_dir="/ws/certs") == {
         "PATH": "/bin",
         "DOCKER_HOST": "tcp://10.9.8.7:2376",
         "DOCKER_TLS_VERIFY": "1",
