@@ -25,7 +25,10 @@ def target_reads(
     text = df.read(root / target.dockerfile, path=target.dockerfile)
     reads: list[df.Read] = []
     whole: str | None = None
-    for node in graph.nodes_of(target.label):
+    nodes = graph.nodes_of(target.label)
+    if "$" not in text:  # nothing to substitute: every platform reads the same
+        nodes = nodes[:1]
+    for node in nodes:
         found = df.context_reads(
             text,
             path=target.dockerfile,

@@ -15,7 +15,7 @@ and pinned:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from orchestrator.core.imageref import ImageReference
@@ -62,14 +62,20 @@ def pins_of(graph: TargetGraph, lock: Lock | None, node: Node) -> dict[str, Pin]
     return found
 
 
+def _hermetic_images(
+    graph: TargetGraph, settings: WorkspaceSettings, nodes: Iterable[Node]
+) -> Iterator[tuple[Node, ImageTarget]]:
+    """The hermetic image nodes among ``nodes``, in order, with their targets."""
+    for node in sorted(nodes):
+        target = graph.targets[node.label]
+        if isinstance(target, ImageTarget) and is_hermetic(target, settings):
+            yield node, target
+
+
 def check_hermetic(graph: TargetGraph, settings: WorkspaceSettings, lock: Lock | None, nodes: Iterable[Node]) -> None:
     """Raise HermeticError listing every hermetic node that is not declared and pinned."""
     problems = []
-    for node in sorted(nodes):
-        target = graph.targets[node.label]
-        if not is_hermetic(target, settings):
-            continue
-        assert isinstance(target, ImageTarget)
+    for node, target in _hermetic_images(graph, settings, nodes):
         if target.srcs is None:
             problems.append(f"{node.label}: a hermetic image must declare its context files in srcs = [...]")
         unpinned = [r for r in graph.node_deps[node].externals if lock is None or lock.pin(r, node.platform) is None]
@@ -86,11 +92,7 @@ def check_hermetic_mounts(graph: TargetGraph, settings: WorkspaceSettings, root:
     import orchestrator.dockerfile as df  # here, not at the top: a restored load never parses a Dockerfile
 
     problems = []
-    for node in sorted(nodes):
-        target = graph.targets[node.label]
-        if not is_hermetic(target, settings):
-            continue
-        assert isinstance(target, ImageTarget)
+    for node, target in _hermetic_images(graph, settings, nodes):
         try:
             text = df.read(root / target.dockerfile, path=target.dockerfile)
         except OSError:

@@ -14,7 +14,7 @@ import struct
 import tarfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +135,19 @@ def scratch_repo(docker_engine: DockerExecutor, docker_api: Any) -> Iterator[str
     for image_id in docker_engine.image_ids(repo):
         docker_engine.remove_image(image_id, force=True)
     _remove_labelled_images(docker_api, f"{TEST_LABEL}={repo}")
+
+
+def remove_prefixed(api: Any, prefix: str, labels: Iterable[str] = ()) -> None:
+    """Remove what a test made under ``prefix``: containers labelled ``TEST_LABEL=prefix``, every tag
+    starting with ``prefix``, and the images labelled ``TEST_LABEL=<each of labels>`` (default: prefix)."""
+    for container in api.containers(all=True, filters={"label": f"{TEST_LABEL}={prefix}"}):
+        api.remove_container(container["Id"], force=True)
+    for image in api.images():
+        for tag in image.get("RepoTags") or []:
+            if tag.startswith(prefix):
+                api.remove_image(tag, force=True)
+    for label in labels or (prefix,):
+        _remove_labelled_images(api, f"{TEST_LABEL}={label}")
 
 
 def _remove_labelled_images(api: Any, label: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import TEST_LABEL, _remove_labelled_images
+from tests.integration.conftest import TEST_LABEL, remove_prefixed
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
@@ -29,11 +29,7 @@ def prefix(docker_engine: Any, docker_api: Any) -> Iterator[str]:
     """A unique repository prefix; its tags and labelled images are removed afterwards."""
     prefix = f"ot-bk-{uuid.uuid4().hex[:8]}"
     yield prefix
-    for image in docker_api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(prefix):
-                docker_api.remove_image(tag, force=True)
-    _remove_labelled_images(docker_api, f"{TEST_LABEL}={prefix}")
+    remove_prefixed(docker_api, prefix)
 
 
 def _family(prefix: str, busybox: str) -> dict[str, str]:

@@ -43,7 +43,7 @@ import pytest
 
 from benchmarks.common import ROOT, examples_copy, link_or_copy
 from tests.images import Entry, diff, filesystem
-from tests.integration.conftest import TEST_LABEL, _remove_labelled_images
+from tests.integration.conftest import TEST_LABEL, remove_prefixed
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
@@ -146,14 +146,7 @@ def prefix(docker_engine: Any, docker_api: Any) -> Iterator[str]:
     """A unique repository prefix; its tags, containers and labelled images are removed afterwards."""
     prefix = f"ot-exdiff-{uuid.uuid4().hex[:8]}"
     yield prefix
-    for container in docker_api.containers(all=True, filters={"label": f"{TEST_LABEL}={prefix}"}):
-        docker_api.remove_container(container["Id"], force=True)
-    for image in docker_api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(prefix):
-                docker_api.remove_image(tag, force=True)
-    for executor in EXECUTORS:
-        _remove_labelled_images(docker_api, f"{TEST_LABEL}={prefix}-{executor}")
+    remove_prefixed(docker_api, prefix, [f"{prefix}-{executor}" for executor in EXECUTORS])
 
 
 # Where the builders differ (Docker's behaviour, not the orchestrator's): a WORKDIR that does not exist

@@ -38,7 +38,7 @@ from docker.utils.build import exclude_paths
 from orchestrator.core.model import ImageTarget
 from orchestrator.workspace.loading import load
 from tests.images import diff, filesystem
-from tests.integration.conftest import TEST_LABEL, _remove_labelled_images
+from tests.integration.conftest import TEST_LABEL, remove_prefixed
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
@@ -133,13 +133,7 @@ def prefix(docker_engine: Any, docker_api: Any) -> Iterator[str]:
     """A unique repository prefix; its tags, containers and labelled images are removed afterwards."""
     prefix = f"ot-precise-{uuid.uuid4().hex[:8]}"
     yield prefix
-    for container in docker_api.containers(all=True, filters={"label": f"{TEST_LABEL}={prefix}"}):
-        docker_api.remove_container(container["Id"], force=True)
-    for image in docker_api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(prefix):
-                docker_api.remove_image(tag, force=True)
-    _remove_labelled_images(docker_api, f"{TEST_LABEL}={prefix}")
+    remove_prefixed(docker_api, prefix)
 
 
 def whole_context_copy(context: Path, dest: Path) -> Path:
