@@ -2,7 +2,9 @@
 
 The registry serves as a shared build cache (``lookup``/``lookup_many`` of content tags) and
 receives human tags (``tag_manifest``) and multi-platform indexes (``put_index``). Images
-themselves are pushed and pulled by the engine; this module only reads and writes manifests.
+themselves are pushed and pulled by the engine; this module reads and writes manifests, and the
+small blobs of artifacts attached to them (``push_blob``, ``blob``, ``put_referrer``,
+``referrers_api``: see ``artifacts.py``).
 
 ``requests`` is imported lazily so that importing this module stays cheap; every exception it
 raises is translated here (``raise ... from exc``):
@@ -45,6 +47,8 @@ IMAGE_CONFIG_TYPES = frozenset(
 # Lookups accept the index types too: distribution 2.8 answers 404 for an OCI index the client does
 # not accept, and silently serves the linux/amd64 entry of a docker manifest list instead of the list.
 LOOKUP_ACCEPT = ", ".join((DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST))
+# Answers to GET /v2/<name>/referrers/<digest> that mean the registry has no referrers API.
+_REFERRERS_UNSUPPORTED = frozenset({400, 404, 405, 406, 501})
 LOOPBACK_HOSTS = ("localhost", "::1")
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -203,7 +207,7 @@ class Registry:
             body = self._content(r, action)
             media_type = _media_type(r, body)
             digest = _digest(r, body)
-        if reference.startswith("sha256:") and (actual := _sha256(body)) != reference:
+        if reference.startswith("sha256:") and (actual := sha256_digest(body)) != reference:
             raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
         return media_type, body, digest
 
@@ -223,9 +227,75 @@ class Registry:
         with self._response("GET", f"/v2/{remote}/blobs/{digest}", scope=_pull(remote), action=action) as response:
             self._check(response, action)
             blob = self._content(response, action)
-        if digest.startswith("sha256:") and (actual := _sha256(blob)) != digest:
+        if digest.startswith("sha256:") and (actual := sha256_digest(blob)) != digest:
             raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
         return _json_object(blob, f"{self.address}: the image config {remote}@{digest}")
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        """The blob ``digest`` of the local ``repository``'s remote, checked against its sha256 digest."""
+        remote = self.remote_repository(repository)
+        _check_digest(digest)
+        action = f"reading the blob {remote}@{digest}"
+        with self._response("GET", f"/v2/{remote}/blobs/{digest}", scope=_pull(remote), action=action) as response:
+            self._check(response, action)
+            data = self._content(response, action)
+        if digest.startswith("sha256:") and (actual := sha256_digest(data)) != digest:
+            raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
+        return data
+
+    def manifest_json(self, repository: str, reference: str) -> dict[str, Any] | None:
+        """The manifest ``reference`` (a tag or digest) as JSON, or None when the registry has no such manifest."""
+        remote = self.remote_repository(repository)
+        if not (_TAG.fullmatch(reference) or _DIGEST.fullmatch(reference)):
+            raise ValueError(f"not a tag or a digest: {reference!r}")
+        where = f"{remote}{_separator(reference)}{reference}"
+        action = f"reading the manifest {where}"
+        path = f"/v2/{remote}/manifests/{reference}"
+        with self._response("GET", path, scope=_pull(remote), action=action, headers={"Accept": LOOKUP_ACCEPT}) as r:
+            if r.status_code == 404:
+                return None
+            self._check(r, action)
+            body = self._content(r, action)
+        if reference.startswith("sha256:") and (actual := sha256_digest(body)) != reference:
+            raise RegistryError(f"the registry at {self.address} answered {action} with other content ({actual})")
+        return _json_object(body, f"{self.address}: the manifest {where}")
+
+    def referrers_api(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The descriptors the referrers API (OCI distribution 1.1) lists for the manifest ``digest``.
+
+        None when the registry has no referrers API: it answered 404 (distribution 2.8 does), 400,
+        405, 406 or 501, or something other than an OCI image index. ``artifact_type`` is passed on as the
+        ``artifactType`` filter, which registries MAY ignore: callers filter again. Pages (``Link``)
+        are followed.
+        """
+        from urllib.parse import quote
+
+        remote = self.remote_repository(repository)
+        _check_digest(digest)
+        action = f"listing the referrers of {remote}@{digest}"
+        path: str | None = f"/v2/{remote}/referrers/{digest}"
+        if artifact_type is not None:
+            path = f"{path}?artifactType={quote(artifact_type, safe='')}"
+        found: list[dict[str, Any]] = []
+        while path is not None:
+            headers = {"Accept": OCI_INDEX}
+            with self._response("GET", path, scope=_pull(remote), action=action, headers=headers) as response:
+                if response.status_code in _REFERRERS_UNSUPPORTED:
+                    return None
+                self._check(response, action)
+                body = self._content(response, action)
+                following = str((response.links or {}).get("next", {}).get("url") or "")
+            try:
+                index = json.loads(body)
+            except ValueError:
+                return None  # not an index: a registry that serves something else at this path
+            if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+                return None
+            found.extend(entry for entry in index["manifests"] if isinstance(entry, dict))
+            path = _same_host_path(following, self.host) if following else None
+        return found
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -241,6 +311,47 @@ class Registry:
         self._require_inside(repository, images)
         body = index_document(images)
         return self._put_manifest(repository, tag, OCI_INDEX, body)
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> str:
+        """Store the manifest ``body`` (byte for byte) under ``reference``, a tag or its own digest; its digest."""
+        return self._store_manifest(repository, reference, media_type, body)[0]
+
+    def put_referrer(self, repository: str, media_type: str, body: bytes) -> tuple[str, str | None]:
+        """Store a manifest that has a ``subject`` by its digest: ``(digest, OCI-Subject answered or None)``.
+
+        A registry with the referrers API answers ``OCI-Subject``; without it, the client must keep
+        the referrers tag up to date itself (``orchestrator/registry/artifacts.py``).
+        """
+        return self._store_manifest(repository, sha256_digest(body), media_type, body)
+
+    def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload ``data`` as a blob (one monolithic PUT), unless the registry already has it; its digest."""
+        from urllib.parse import quote
+
+        remote = self.remote_repository(repository)
+        digest = sha256_digest(data)
+        action = f"uploading the blob {remote}@{digest}"
+        path = f"/v2/{remote}/blobs/{digest}"
+        with self._response("HEAD", path, scope=_push(remote), action=action) as response:
+            if response.status_code == 200:
+                return digest
+            if response.status_code != 404:
+                self._check(response, action)
+        start = f"/v2/{remote}/blobs/uploads/"
+        with self._response("POST", start, scope=_push(remote), action=action, data=b"") as response:
+            self._check(response, action)
+            location = str(response.headers.get("Location") or "")
+        if not location:
+            raise RegistryError(f"the registry at {self.address} answered {action} without a Location")
+        upload = _same_host_path(location, self.host, base=start)
+        upload += ("&" if "?" in upload else "?") + "digest=" + quote(digest, safe="")
+        headers = {"Content-Type": "application/octet-stream"}
+        with self._response("PUT", upload, scope=_push(remote), action=action, headers=headers, data=data) as response:
+            self._check(response, action)
+            answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(f"the registry at {self.address} stored the blob {digest} as {answered}")
+        return digest
 
     # --- clean-up (orchestrator gc) ------------------------------------------------------------
 
@@ -345,18 +456,31 @@ class Registry:
             raise ValueError(f"images of {', '.join(strangers)} cannot be tagged in {remote}")
 
     def _put_manifest(self, repository: str, tag: str, media_type: str, body: bytes) -> str:
-        remote = self.remote_repository(repository)
         _check_tag(tag)
-        action = f"storing the manifest {remote}:{tag}"
-        digest = _sha256(body)
-        path = f"/v2/{remote}/manifests/{tag}"
+        return self.put_manifest(repository, tag, media_type, body)
+
+    def _store_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> tuple[str, str | None]:
+        """PUT the manifest ``body`` as ``reference``; its digest and the ``OCI-Subject`` header answered, if any."""
+        remote = self.remote_repository(repository)
+        digest = sha256_digest(body)
+        if _DIGEST.fullmatch(reference):
+            if reference != digest:
+                raise ValueError(f"the manifest's digest is {digest}, not {reference}")
+        elif not _TAG.fullmatch(reference):
+            raise ValueError(f"not a tag or a digest: {reference!r}")
+        action = f"storing the manifest {remote}{_separator(reference)}{reference}"
+        path = f"/v2/{remote}/manifests/{reference}"
         headers = {"Content-Type": media_type}
         with self._response("PUT", path, scope=_push(remote), action=action, headers=headers, data=body) as response:
             self._check(response, action)
             answered = response.headers.get("Docker-Content-Digest")
+            subject = response.headers.get("OCI-Subject")
         if answered and answered != digest:
-            raise RegistryError(f"the registry at {self.address} stored {remote}:{tag} as {answered}, not {digest}")
-        return digest
+            raise RegistryError(
+                f"the registry at {self.address} stored {remote}{_separator(reference)}{reference} as {answered}, "
+                f"not {digest}"
+            )
+        return digest, str(subject) if subject else None
 
     def _image_config(self, remote: str, digest: str) -> tuple[Mapping[str, str], str]:
         """The labels and platform of the image config blob ``digest``."""
@@ -564,7 +688,7 @@ def _is_loopback(host: str) -> bool:
 
 def index_digest(images: Sequence[RemoteImage]) -> str:
     """The digest ``put_index`` gives the index of ``images`` (to see whether a tag already has it)."""
-    return _sha256(index_document(images))
+    return sha256_digest(index_document(images))
 
 
 def index_document(images: Sequence[RemoteImage]) -> bytes:
@@ -620,6 +744,24 @@ def _check_tag(tag: str) -> None:
         raise ValueError(f"not a valid tag: {tag!r}")
 
 
+def _check_digest(digest: str) -> None:
+    if not _DIGEST.fullmatch(digest):
+        raise ValueError(f"not a digest: {digest!r}")
+
+
+def _same_host_path(location: str, host: str, *, base: str = "/") -> str:
+    """The path (and query) of ``location``, a URL the registry answered, resolved against ``base``.
+
+    Absolute URLs must name the registry's own host: credentials are never sent elsewhere.
+    """
+    from urllib.parse import urljoin, urlsplit
+
+    parts = urlsplit(urljoin(f"http://{host}{base}", location))
+    if parts.netloc.lower() != host.lower():
+        raise RegistryError(f"the registry at {host} sent us to another host ({parts.netloc}), which is not supported")
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 def _pull(remote: str) -> str:
     return f"repository:{remote}:pull"
 
@@ -632,13 +774,14 @@ def _separator(reference: str) -> str:
     return "@" if ":" in reference else ":"
 
 
-def _sha256(body: bytes) -> str:
+def sha256_digest(body: bytes) -> str:
+    """``sha256:<hex>`` of ``body``: the digest of a blob or manifest."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def _digest(response: Any, body: bytes) -> str:
     answered = response.headers.get("Docker-Content-Digest")
-    return str(answered) if answered else _sha256(body)
+    return str(answered) if answered else sha256_digest(body)
 
 
 def _media_type(response: Any, body: bytes) -> str:
