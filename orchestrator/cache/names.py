@@ -12,9 +12,13 @@ import json
 from orchestrator.core.model import Node
 
 
-def record(key: str) -> str:
-    """A build record: what was built (or pulled) for a content key."""
-    return f"record:{key}"
+def record(key: str, engine: str | None = None) -> str:
+    """A build record: what was built (or pulled) for a content key, on one engine.
+
+    ``engine`` None is the local socket's engine (the names every earlier run wrote); another engine's
+    records are its own (``record@tcp://10.0.0.5:2376:<key>``): an image ID means nothing elsewhere.
+    """
+    return f"record:{key}" if engine is None else f"record@{engine}:{key}"
 
 
 def last_key(node: Node) -> str:

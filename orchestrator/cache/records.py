@@ -26,19 +26,27 @@ class BuildRecord:
 
 
 class Records:
-    def __init__(self, store: Store) -> None:
+    """The records of one engine (``engine``: its namespace, None for the local socket's; see
+    ``names.record``). Which key a node had last is one for all engines."""
+
+    def __init__(self, store: Store, engine: str | None = None) -> None:
         self._store = store
+        self.engine = engine
+
+    def on(self, engine: str | None) -> Records:
+        """The records of another engine, in the same store."""
+        return Records(self._store, engine)
 
     def get(self, key: str) -> BuildRecord | None:
         """The record of ``key``; None when there is none, or when what is stored is not a record."""
-        value = self._store.get(names.record(key))
+        value = self._store.get(names.record(key, self.engine))
         try:
             return None if value is None else BuildRecord(**value)
         except TypeError:
             return None  # valid JSON of another shape (an older or foreign writer): not trusted, rebuilt
 
     def put(self, node: Node, record: BuildRecord) -> None:
-        self._store.set(names.record(record.key), asdict(record))
+        self._store.set(names.record(record.key, self.engine), asdict(record))
         self._store.set(names.last_key(node), record.key)
 
     def last_key(self, node: Node) -> str | None:

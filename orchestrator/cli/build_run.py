@@ -14,10 +14,10 @@ from pathlib import Path
 import typer
 
 from orchestrator.cache.store import Store
-from orchestrator.cli.common import Output, emit_json, engine_spec, load_workspace, options, stderr_console
+from orchestrator.cli.common import Output, connecting, emit_json, engine_specs, load_workspace, options, stderr_console
 from orchestrator.cli.session import run_on_console, sigterm_stops_cleanly
 from orchestrator.core.engines import EngineSpec
-from orchestrator.engine.local import Engine, closed_at_end, connect
+from orchestrator.engine.local import Engines, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
 from orchestrator.keys.changes import targets_changed_since
@@ -83,21 +83,21 @@ class BuildCommand:
 def run_build(ctx: typer.Context, command: BuildCommand) -> None:
     command.check()
     loaded = load_workspace(ctx)
-    spec = engine_spec(ctx, loaded)  # WORKSPACE's engines are known once it is loaded
-    # Talking to the engine (importing the SDK, listing images) waits mostly on the daemon: it runs
+    specs = engine_specs(ctx, loaded)  # WORKSPACE's engines are known once it is loaded
+    # Talking to the engines (importing the SDK, listing images) waits mostly on the daemons: it runs
     # on a thread while the workspace is hashed here.
     with (
         sigterm_stops_cleanly(),
         ThreadPoolExecutor(max_workers=1) as pool,
-        closed_at_end(pool.submit(connect, spec)) as engine_future,
+        closed_at_end(connecting(pool, specs, connect)) as engine_future,
     ):
-        _build(ctx, loaded, engine_future, command, spec)
+        _build(ctx, loaded, engine_future, command, specs[0] if specs else None)
 
 
 def _build(
     ctx: typer.Context,
     loaded: LoadedWorkspace,
-    engine_future: Future[Engine],
+    engine_future: Future[Engines],
     command: BuildCommand,
     spec: EngineSpec | None,
 ) -> None:

@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from orchestrator.core.engines import EngineSpec, choose_engine
+from orchestrator.core.engines import EngineSpec, choose_engines, home_engine
 from orchestrator.core.label import Label
 from orchestrator.errors import OrchestratorError
 from orchestrator.workspace.loading import LoadedWorkspace, load
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from rich.console import Console
+
+    from orchestrator.engine.local import Engine, Engines
 
 P = ParamSpec("P")
 
@@ -99,11 +103,27 @@ def load_workspace(ctx: typer.Context) -> LoadedWorkspace:
 
 
 def engine_spec(ctx: typer.Context, loaded: LoadedWorkspace) -> EngineSpec | None:
-    """The engine to build on: ``--engine``, else WORKSPACE's ``engines``, else None (DOCKER_HOST's).
+    """The home engine, for commands that use one (gc, lock, lint, the image tests' runs): the first of
+    ``--engine``, else of WORKSPACE's ``engines``, else None (DOCKER_HOST's). UsageError (exit 2) for a
+    URL not taken."""
+    return home_engine(options(ctx).engines, loaded.workspace.settings.engines)
 
-    UsageError (exit 2) for two or more, or a URL not taken.
-    """
-    return choose_engine(options(ctx).engines, loaded.workspace.settings.engines)
+
+def engine_specs(ctx: typer.Context, loaded: LoadedWorkspace) -> tuple[EngineSpec, ...]:
+    """The engines to build on: ``--engine`` (repeated), else WORKSPACE's ``engines``; () for DOCKER_HOST's."""
+    return choose_engines(options(ctx).engines, loaded.workspace.settings.engines)
+
+
+def connecting(
+    pool: ThreadPoolExecutor, specs: tuple[EngineSpec, ...], connect: Callable[[EngineSpec | None], Engine]
+) -> Future[Engines]:
+    """Connect to the engines ``specs`` names on ``pool`` (beside the hashing): one, or several at once."""
+    from orchestrator.engine.local import Engines, connect_all
+
+    if len(specs) > 1:
+        return pool.submit(connect_all, specs, connect)
+    spec = specs[0] if specs else None
+    return pool.submit(lambda: Engines.of(connect(spec)))
 
 
 def print_error(error: OrchestratorError) -> None:

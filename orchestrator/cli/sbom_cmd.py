@@ -21,7 +21,8 @@ from orchestrator.cli.common import (
     RegistryOpt,
     RemoteCacheWriteOpt,
     RequireRegistryOpt,
-    engine_spec,
+    connecting,
+    engine_specs,
     handle_errors,
     load_workspace,
     options,
@@ -71,7 +72,8 @@ def sbom(
             )
         node = found[0]
     verbose = options(ctx).verbose
-    spec = engine_spec(ctx, loaded)
+    specs = engine_specs(ctx, loaded)
+    spec = specs[0] if specs else None  # the home engine: --load brings the image there
     build_options = BuildOptions(
         jobs=(spec.jobs if spec is not None else None) or os.cpu_count() or 1,
         keep_going=False,
@@ -95,7 +97,7 @@ def sbom(
         with (
             sigterm_stops_cleanly(),
             ThreadPoolExecutor(max_workers=1) as pool,
-            closed_at_end(pool.submit(connect, spec)) as engine_future,
+            closed_at_end(connecting(pool, specs, connect)) as engine_future,
         ):
             result = run_on_console(
                 console,
@@ -114,7 +116,7 @@ def sbom(
                 raise typer.Exit(summary.exit_code)
             report = summary.by_node()[node]
             image = report.image_id or report.tags[0]
-            made = image_sbom(store, engine_future.result().executor, node, report.key, image)
+            made = image_sbom(store, engine_future.result().home.executor, node, report.key, image)
     if verbose:
         source = "from the cache" if made.cached else "read from the image's layers"
         typer.echo(f"sbom: {node} (key {made.key}) {source}", err=True)

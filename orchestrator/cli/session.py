@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.cache.store import Store
-from orchestrator.engine.local import Engine
+from orchestrator.engine.local import Engine, Engines
 from orchestrator.pipeline import run as pipeline
 from orchestrator.pipeline.options import Terminated
 from orchestrator.registry.cache import Level, Notice, RemoteCache
@@ -30,7 +30,7 @@ def run_on_console(
     store: Store,
     cache_dir: Path,
     request: pipeline.Request,
-    engine: Callable[[], Engine],
+    engine: Callable[[], Engine | Engines],
     remote: RemoteCache | None,
 ) -> pipeline.Result:
     """``pipeline.run`` with the live display and the notices on ``console``; the registry closed after."""

@@ -26,7 +26,8 @@ from orchestrator.cli.common import (
     RegistryOpt,
     RemoteCacheWriteOpt,
     RequireRegistryOpt,
-    engine_spec,
+    connecting,
+    engine_specs,
     handle_errors,
     load_workspace,
     options,
@@ -134,7 +135,8 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
         if not tests:
             typer.echo(f"no selected image test is affected since {command.since}")
             return 0
-    spec = engine_spec(ctx, loaded)
+    specs = engine_specs(ctx, loaded)
+    spec = specs[0] if specs else None  # the home engine: the image tests run there
     at_once = command.jobs or (spec.jobs if spec is not None else None) or os.cpu_count() or 1
     jobs = plan_jobs(loaded, tests, command.platforms)
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
@@ -158,7 +160,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
         Store(cache_dir) as store,
-        closed_at_end(pool.submit(connect, spec)) as engine_future,
+        closed_at_end(connecting(pool, specs, connect)) as engine_future,
     ):
         result = run_on_console(
             console,
@@ -176,7 +178,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
             return summary.exit_code
         if remote is not None:
             remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
-        probe = docker_probe(spec)  # the image tests run on the engine that built
+        probe = docker_probe(spec)  # the image tests run on the home engine (--load brought every image there)
         run_options = RunOptions(jobs=at_once, no_cache=command.no_cache, timeout_s=command.timeout_s)
         try:
             outcomes = run_jobs(jobs, summary, store, probe, run_options, _print_outcome)

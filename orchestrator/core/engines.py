@@ -6,20 +6,24 @@ engine) and, for ``tcp://``, the directory of its TLS certificates (``ca.pem``, 
 ``key.pem``, as the docker CLI's ``DOCKER_CERT_PATH``). ``choose_engine`` picks the one a command
 builds on: ``--engine`` replaces WORKSPACE's list (an entry with the same URL lends it its jobs,
 platforms and TLS directory); none at all is the engine at ``DOCKER_HOST``, else the local socket.
-For now a command builds on exactly one engine.
+``build`` (and ``test``, ``sbom``) place work on every engine chosen (``pipeline/placement.py``);
+commands that need only one engine (``gc``, ``lock``, ``lint``) use the first, the *home* engine.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
 
+LOCAL_SOCKET = "unix:///var/run/docker.sock"  # the engine when neither --engine, WORKSPACE nor DOCKER_HOST names one
 SCHEMES = ("unix://", "tcp://", "ssh://")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
-SEVERAL_ENGINES = (
-    "building on several engines needs a registry cache and comes with step 11's placement; give one --engine"
+SEVERAL_ENGINES_NEED_A_REGISTRY = (
+    "building on several engines needs a registry cache (their shared state: a parent built on one engine "
+    "reaches a child on another through it): set registry= in WORKSPACE or pass --registry"
 )
 
 
@@ -35,6 +39,17 @@ class EngineSpec:
     @property
     def scheme(self) -> str:
         return self.url.partition("://")[0]
+
+
+def engine_url(spec: EngineSpec | None) -> str:
+    """The URL of the engine ``spec`` names (None: DOCKER_HOST's, else the local socket)."""
+    return spec.url if spec is not None else os.environ.get("DOCKER_HOST") or LOCAL_SOCKET
+
+
+def records_namespace(url: str) -> str | None:
+    """Whose build records an engine's are (``cache/names.py: record``): None for the local socket's
+    (the names every earlier run wrote), else its URL: an image ID means nothing on another engine."""
+    return None if url == LOCAL_SOCKET else url
 
 
 def url_problem(url: str) -> str | None:
@@ -54,19 +69,26 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def choose_engine(given: Sequence[str], declared: Sequence[EngineSpec]) -> EngineSpec | None:
-    """The engine to build on: ``--engine`` (``given``) replaces WORKSPACE's ``declared`` list.
+def choose_engines(given: Sequence[str], declared: Sequence[EngineSpec]) -> tuple[EngineSpec, ...]:
+    """The engines to build on, the home engine first: ``--engine`` (``given``) replaces WORKSPACE's
+    ``declared`` list; an engine named twice counts once.
 
-    None: neither names one (DOCKER_HOST, else the local socket). UsageError (exit 2) for two or
-    more, or a URL this tool does not take.
+    ``()``: neither names one (DOCKER_HOST, else the local socket). UsageError (exit 2) for a URL this
+    tool does not take.
     """
-    if len(given) > 1 or (not given and len(declared) > 1):
-        where = f"{len(given)} --engine options" if given else f"WORKSPACE declares {len(declared)} engines"
-        raise UsageError(f"{where}: {SEVERAL_ENGINES}")
     if not given:
-        return declared[0] if declared else None
-    url = given[0]
-    problem = url_problem(url)
-    if problem is not None:
-        raise UsageError(f"--engine: {problem}")
-    return next((spec for spec in declared if spec.url == url), EngineSpec(url=url))
+        return tuple(dict.fromkeys(declared))
+    chosen: dict[str, EngineSpec] = {}
+    for url in given:
+        problem = url_problem(url)
+        if problem is not None:
+            raise UsageError(f"--engine: {problem}")
+        chosen.setdefault(url, next((spec for spec in declared if spec.url == url), EngineSpec(url=url)))
+    return tuple(chosen.values())
+
+
+def home_engine(given: Sequence[str], declared: Sequence[EngineSpec]) -> EngineSpec | None:
+    """The first engine :func:`choose_engines` gives (None: DOCKER_HOST's, else the local socket):
+    where commands that need one engine run."""
+    chosen = choose_engines(given, declared)
+    return chosen[0] if chosen else None

@@ -151,8 +151,8 @@ class BuildKitUnavailable(OrchestratorError):
 
 
 class Executor(Protocol):
-    def ping(self) -> None:
-        """Raise DaemonUnavailable unless the engine answers."""
+    def ping(self, timeout: float | None = None) -> None:
+        """Raise DaemonUnavailable unless the engine answers (within ``timeout`` seconds when given)."""
 
     def build(self, request: BuildRequest, cancel: threading.Event, progress: Progress | None = None) -> BuildResult:
         """Build the image ``request`` describes and leave it untagged; raise BuildFailed (log at ``request.log_path``).

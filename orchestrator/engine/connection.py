@@ -33,12 +33,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from orchestrator.core.engines import TLS_FILES
+from orchestrator.core.engines import LOCAL_SOCKET, TLS_FILES
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import DaemonUnavailable
 from orchestrator.errors import OrchestratorError, failure_reason
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
+DEFAULT_URL = LOCAL_SOCKET
 DEFAULT_TIMEOUT_S = 60.0
 
 

@@ -114,8 +114,8 @@ class DockerExecutor:
         """The engine's address, for messages."""
         return self._engine.url
 
-    def ping(self) -> None:
-        self._engine.get_json("/_ping", "ping")
+    def ping(self, timeout: float | None = None) -> None:
+        self._engine.ping(timeout=timeout)
 
     def select_builder(self, choice: str) -> BuilderChoice:
         if choice not in BUILDER_CHOICES:
@@ -488,7 +488,11 @@ class DockerExecutor:
 
 
 def _split_reference(reference: str) -> tuple[str, str]:
-    """``host:5000/repo:tag`` -> (``host:5000/repo``, ``tag``)."""
+    """``host:5000/repo:tag`` -> (``host:5000/repo``, ``tag``); ``repo@sha256:...`` -> (``repo``, the digest),
+    which the engine's pull takes in place of a tag."""
+    if "@" in reference:
+        repository, _, digest = reference.partition("@")
+        return repository, digest
     repository, sep, tag = reference.rpartition(":")
     if not sep or "/" in tag:
         return reference, "latest"

@@ -1,22 +1,24 @@
-"""The engine one invocation builds on: the one ``--engine`` or ``workspace(engines = ...)`` names
-(``core/engines.py: choose_engine``), else the Docker Engine at ``DOCKER_HOST`` (or the local socket).
+"""The engines one invocation builds on: those ``--engine`` or ``workspace(engines = ...)`` name
+(``core/engines.py: choose_engines``), else the Docker Engine at ``DOCKER_HOST`` (or the local socket).
 
-``connect`` makes the executor and takes one listing of the engine's images (the planner checks
-every record against it instead of asking once per node); ``closed_at_end`` closes it when the
-command ends.
+``connect`` makes one engine's executor and takes one listing of its images (the planner checks
+every record against it instead of asking once per node); ``connect_all`` connects several at once,
+keeping those that do not answer aside (the run marks them down); ``closed_at_end`` closes them when
+the command ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator.core.engines import EngineSpec
 from orchestrator.engine.api import Executor, ImageSummary
+from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.engine.docker import DockerExecutor
@@ -43,6 +45,27 @@ class Engine:
         if isinstance(self.executor, DockerExecutor):
             self.executor.journal_builds_in(cache_dir / "build-containers")
             self.executor.remember_probe_in(cache_dir / "buildkit-probe.json")
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """The engines a run builds on, the home engine first, and those that did not answer."""
+
+    connected: tuple[Engine, ...]
+    unreachable: tuple[tuple[EngineSpec, OrchestratorError], ...] = ()
+
+    @property
+    def home(self) -> Engine:
+        return self.connected[0]
+
+    @property
+    def count(self) -> int:
+        """How many engines were asked for."""
+        return len(self.connected) + len(self.unreachable)
+
+    @staticmethod
+    def of(engine: Engine | Engines) -> Engines:
+        return engine if isinstance(engine, Engines) else Engines(connected=(engine,))
 
 
 def docker_executor(spec: EngineSpec | None) -> DockerExecutor:
@@ -74,11 +97,33 @@ def connect(spec: EngineSpec | None = None) -> Engine:
         raise
 
 
+def connect_all(specs: Sequence[EngineSpec], connect_one: Callable[[EngineSpec], Engine] = connect) -> Engines:
+    """Every engine of ``specs`` at once (the first that answers is home); raises the first's error when none does."""
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="connect") as pool:
+        attempts = [(spec, pool.submit(connect_one, spec)) for spec in specs]
+    connected, unreachable = [], []
+    for spec, attempt in attempts:
+        error = attempt.exception()
+        if error is None:
+            connected.append(attempt.result())
+        elif isinstance(error, OrchestratorError):
+            unreachable.append((spec, error))
+        else:
+            raise error
+    if not connected:
+        raise unreachable[0][1]
+    return Engines(connected=tuple(connected), unreachable=tuple(unreachable))
+
+
+Connected = TypeVar("Connected", Engine, Engines)
+
+
 @contextmanager
-def closed_at_end(connecting: Future[Engine]) -> Iterator[Future[Engine]]:
-    """``connecting`` (``connect`` running on a thread); the engine it made is closed on the way out."""
+def closed_at_end(connecting: Future[Connected]) -> Iterator[Future[Connected]]:
+    """``connecting`` (``connect`` or ``connect_all`` running on a thread); what it made is closed on the way out."""
     try:
         yield connecting
     finally:
         if connecting.exception() is None:  # waits for connecting to end; nothing to close if it failed
-            connecting.result().executor.close()
+            for engine in Engines.of(connecting.result()).connected:
+                engine.executor.close()

@@ -11,7 +11,7 @@ the image was built and checked; the SBOM is a report about it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from orchestrator.cache import names
@@ -23,6 +23,10 @@ from orchestrator.pipeline.summary import BuildSummary, NodeReport, NodeStatus
 from orchestrator.supply.sbom import saved_image_sbom
 
 IN_THE_ENGINE = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.PULLED})
+
+
+ExecutorOf = Callable[[NodeReport], Executor]
+"""The engine holding a report's image."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +54,11 @@ def image_sbom(store: Store, executor: Executor, node: Node, key: str, image: st
     return Sbom(node=node, key=key, text=text, cached=False)
 
 
-def attest_sboms(store: Store, executor: Executor, reports: Iterable[NodeReport]) -> list[str]:
-    """The SBOM of each node built, cached or pulled, stored; a warning for each one that could not be made."""
+def attest_sboms(store: Store, executor: ExecutorOf, reports: Iterable[NodeReport]) -> list[str]:
+    """The SBOM of each node built, cached or pulled, stored; a warning for each one that could not be made.
+
+    ``executor(report)``: the engine that holds the report's image (where its layers are read).
+    """
     warnings = []
     for report in reports:
         if report.status not in IN_THE_ENGINE:
@@ -60,13 +67,13 @@ def attest_sboms(store: Store, executor: Executor, reports: Iterable[NodeReport]
         if image is None:
             continue
         try:
-            image_sbom(store, executor, report.node, report.key, image)
+            image_sbom(store, executor(report), report.node, report.key, image)
         except (OrchestratorError, OSError) as exc:
             warnings.append(f"{report.node}: no SBOM: {exc}")
     return warnings
 
 
-def attest(summary: BuildSummary, store: Store, executor: Executor, kinds: Iterable[str]) -> BuildSummary:
+def attest(summary: BuildSummary, store: Store, executor: ExecutorOf, kinds: Iterable[str]) -> BuildSummary:
     """``summary`` with the warnings of the attestations ``kinds`` asks for (made for its nodes)."""
     if "sbom" not in set(kinds) or summary.interrupted:
         return summary

@@ -11,7 +11,7 @@ here is pure: it takes what the cache, the engine and the registry hold as data,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -43,6 +43,8 @@ class PlannedNode:
     poisoned: str | None = None  # what is wrong with the registry's image for this content tag
     forced: bool = False  # --no-cache: built whatever any cache holds, without the engine's layer cache
     remade: bool = False  # CACHED from the engine's content tag alone: ``record`` is to be written
+    engine: str | None = None  # CACHED: the engine whose record (or content tag) it is; a dry run's BUILD: placed on
+    held: tuple[tuple[str, str], ...] = ()  # CACHED: (engine URL, image ID) of every engine holding it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,3 +211,20 @@ def use_remote(
         if planned.action is Action.REMOTE:
             updated[node] = replace(planned, pull=True)
     return replace(plan, nodes=tuple(updated[p.node] for p in plan.nodes))
+
+
+def merge_engines(plans: Sequence[tuple[str, Plan]]) -> Plan:
+    """One plan from each engine's (``(url, plan)``, the home engine first): a node is cached when any
+    engine holds it, on the first that does; ``held`` lists every engine that does."""
+    home = plans[0][1]
+    by_engine = [(url, plan.by_node()) for url, plan in plans]
+    merged = []
+    for planned in home.nodes:
+        cached = [(url, nodes[planned.node]) for url, nodes in by_engine if nodes[planned.node].action is Action.CACHED]
+        held = tuple((url, p.record.image_id) for url, p in cached if p.record is not None)
+        if cached:
+            url, chosen = cached[0]
+            merged.append(replace(chosen, engine=url, held=held))
+        else:
+            merged.append(planned)
+    return replace(home, nodes=tuple(merged))

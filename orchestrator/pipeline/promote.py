@@ -6,12 +6,13 @@ Locally (``promote``), each such target's tags point at its host-platform image;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import host_platform
-from orchestrator.engine.api import Executor
+from orchestrator.engine.api import Executor, ImageSummary
 from orchestrator.graph.graph import TargetGraph
 from orchestrator.pipeline.plan import Plan
 from orchestrator.pipeline.summary import OK_STATUSES, NodeReport
@@ -31,24 +32,36 @@ def succeeded(graph: TargetGraph, plan: Plan, reports: Mapping[Node, NodeReport]
     return good
 
 
-def promote(graph: TargetGraph, executor: Executor, plan: Plan, reports: Mapping[Node, NodeReport]) -> tuple[str, ...]:
-    """Tag ``repository:tag`` for each selected target whose nodes and their ancestors all succeeded.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holder:
+    """An engine holding a node's image: the human tags move there."""
+
+    executor: Executor
+    image_id: str  # the node's image on that engine
+    images: Mapping[str, ImageSummary] | None  # its listing when planned: tags already right are left alone
+
+
+def promote(
+    graph: TargetGraph, plan: Plan, reports: Mapping[Node, NodeReport], holders: Callable[[Node], Sequence[Holder]]
+) -> tuple[str, ...]:
+    """Tag ``repository:tag`` for each selected target whose nodes and their ancestors all succeeded, on
+    every engine holding its host-platform image (``holders``).
 
     Returns the references that moved (those already pointing at the right image are left alone).
     """
-    promoted = []
+    promoted: dict[str, None] = {}
     for label in succeeded(graph, plan, reports):
         node = _local_node([n for n in graph.nodes_of(label) if n in reports])
-        image_id = None if node is None else reports[node].image_id
-        if image_id is None:
+        if node is None or reports[node].image_id is None:
             continue  # not the host's platform, or only in the registry (--load pulls it)
         target = graph.targets[label]
-        for tag in target.tags:
-            reference = f"{target.repository}:{tag}"
-            current = (plan.images or {}).get(reference)
-            if current is None or current.image_id != image_id:
-                executor.tag(image_id, target.repository, tag)
-                promoted.append(reference)
+        for holder in holders(node):
+            for tag in target.tags:
+                reference = f"{target.repository}:{tag}"
+                current = (holder.images or {}).get(reference)
+                if current is None or current.image_id != holder.image_id:
+                    holder.executor.tag(holder.image_id, target.repository, tag)
+                    promoted[reference] = None
     return tuple(promoted)
 
 

@@ -1,28 +1,32 @@
 """The build pipeline: the ONE function ``build`` and ``test`` call, and the Pipeline it drives.
 
-    keys -> (lock check) -> engine -> plan -> warnings -> runnable? -> execute -> promote -> summary -> (attestations)
+    keys -> (lock check) -> engines -> plan -> warnings -> runnable? -> execute -> promote -> summary -> (attestations)
 
 ``run`` does all of it for a selection and returns the plan and what came of it; the CLI only
 parses, calls it, prints and exits. ``Pipeline`` holds one invocation's state: it gathers what the
 cache, the engine and the registry hold, hands that to the pure planner (``plan.py``), runs the plan
 (``execute.py``), builds a second time what the registry failed to deliver, and promotes
-(``promote.py``).
+(``promote.py``). With several engines (``fleet.py``) the plan counts a node cached when any engine
+holds it, work is placed as it becomes ready (``placement.py``), and a dry run shows the placement
+a run would make (``placement.simulate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
-from orchestrator.cache.records import Records
+from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
+from orchestrator.core.engines import LOCAL_SOCKET, SEVERAL_ENGINES_NEED_A_REGISTRY, EngineSpec, records_namespace
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import BuilderChoice, Executor, ImageSummary, TransferFailed
-from orchestrator.engine.emulation import check_emulation
-from orchestrator.engine.local import Engine
+from orchestrator.engine.emulation import check_emulation, emulator_problem
+from orchestrator.engine.local import Engine, Engines
 from orchestrator.errors import NothingMatchedError, OrchestratorError, UsageError
 from orchestrator.keys.hashing import keys_with_store
 from orchestrator.keys.keys import KeyComputer, NodeKey
@@ -31,6 +35,7 @@ from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.attest import attest
 from orchestrator.pipeline.builder import check_builds
 from orchestrator.pipeline.execute import Executed, Execution, Listener
+from orchestrator.pipeline.fleet import Fleet, Member
 from orchestrator.pipeline.hermetic import (
     check_base_platforms,
     check_bases_found,
@@ -39,8 +44,9 @@ from orchestrator.pipeline.hermetic import (
     check_pinned_images,
 )
 from orchestrator.pipeline.options import BuildOptions, Terminated
-from orchestrator.pipeline.plan import Action, Known, Plan, make_plan, use_remote
-from orchestrator.pipeline.promote import promote, publish_selected
+from orchestrator.pipeline.placement import able, simulate
+from orchestrator.pipeline.plan import Action, Known, Plan, make_plan, merge_engines, use_remote
+from orchestrator.pipeline.promote import Holder, promote, publish_selected
 from orchestrator.pipeline.summary import (
     BuildSummary,
     ExecutorUse,
@@ -80,7 +86,7 @@ def run(
     store: Store,
     cache_dir: Path,
     request: Request,
-    engine: Callable[[], Engine],
+    engine: Callable[[], Engine | Engines],
     listener: Listener | None = None,
     remote: RemoteCache | None = None,
     warn: Callable[[Notice], None] = lambda notice: None,
@@ -88,38 +94,43 @@ def run(
     """Build ``request.labels`` and everything they need (or, with ``dry_run``, only plan it).
 
     ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
-    the hashing); a dry run goes on without one when it raises. ``request.attest`` (``sbom``) makes
-    and caches the SBOM of each node in the engine after the build (``attest.py``; a failure is one
-    of the summary's warnings). ``warn`` receives the plan's notices
-    (WARNING or ERROR), the builder's fallback (once, before anything is built), then the ERROR ones
+    the hashing); a dry run goes on without one when it raises. Several engines need a writable
+    registry cache (UsageError otherwise); those that did not answer are a WARNING each.
+    ``request.attest`` (``sbom``) makes and caches the SBOM of each node on the engine holding it after
+    the build (``attest.py``; a failure is one of the summary's warnings). ``warn`` receives the plan's
+    notices (WARNING or ERROR), the builder's fallback (once, before anything is built), then the ERROR ones
     of the run (its warnings are in the summary).
     """
     pipeline = Pipeline(loaded, store, cache_dir, None, request.options, listener, remote, warn=warn)
     keys = pipeline.compute_keys(request.labels)
     if request.locked:
         check_locked(loaded.graph, loaded.lock, [k.node for k in keys])
-    connected: Engine | None = None
+    connected: Engines | None = None
     try:
-        connected = engine()
+        connected = Engines.of(engine())
     except OrchestratorError:
         if not request.dry_run:
             raise
         # a dry run works without a daemon; records are then not verified
     if connected is not None:
-        connected.journal_builds(cache_dir)
-        pipeline.executor = connected.executor
-    plan = pipeline.plan(request.labels, keys, images=None if connected is None else connected.images)
+        check_several(connected, remote)
+        for each in connected.connected:
+            each.journal_builds(cache_dir)
+        pipeline.use_engines(connected)
+        for spec, error in connected.unreachable:
+            warn(Notice(message=f"engine {spec.url} does not answer; not used this run: {error}"))
+    plan = pipeline.plan(request.labels, keys, images=None if connected is None else connected.home.images)
     for notice in plan_warnings(remote, plan):
         warn(notice)
     if request.dry_run:
-        return Result(plan=plan, summary=None)
+        return Result(plan=pipeline.placed(plan) if connected is not None else plan, summary=None)
     assert connected is not None
     pipeline.check_bases(plan)
-    check_runnable(connected, {p.node.platform for p in plan.to_build} | request.commands_on)
+    check_runnable(pipeline.fleet, {p.node.platform for p in plan.to_build} | request.commands_on)
     shown = len(remote.notices) if remote is not None else 0
     summary = pipeline.run(plan)
     if request.attest:
-        summary = attest(summary, store, connected.executor, request.attest)
+        summary = attest(summary, store, pipeline.executor_of, request.attest)
     result = Result(plan=plan, summary=summary)
     for notice in remote.notices[shown:] if remote is not None else ():
         if notice.level is Level.ERROR:  # a push refused: not a warning, so not in the summary's
@@ -134,11 +145,26 @@ def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[Notice]:
     return notices
 
 
-def check_runnable(engine: Engine, platforms: Iterable[str]) -> None:
-    """Every platform that will run here has an emulator (checked only for an engine on this machine)."""
-    wanted = set(platforms) - set(engine.native_platforms)  # declared native: runs without QEMU
-    if wanted and engine.executor.is_local():
-        check_emulation(wanted, engine.executor.native_platform())
+def check_several(engines: Engines, remote: RemoteCache | None) -> None:
+    """UsageError when several engines are asked for without a registry cache they can write to."""
+    if engines.count > 1 and (remote is None or not remote.write):
+        why = "no registry cache is set" if remote is None else "--no-remote-cache-write forbids writing to it"
+        raise UsageError(f"{engines.count} engines asked for, but {why}: {SEVERAL_ENGINES_NEED_A_REGISTRY}")
+
+
+def check_runnable(fleet: Fleet, platforms: Iterable[str]) -> None:
+    """Every platform to build or run can run on some engine: natively, or under an emulator of this
+    machine (an engine elsewhere is assumed to emulate what it does not run natively). Notes on each
+    engine on this machine what it emulates, for placement."""
+    wanted = set(platforms)
+    for member in fleet.live():
+        if member.executor.is_local():
+            native = member.executor.native_platform()
+            member.emulates = frozenset(p for p in wanted - member.native if emulator_problem(p, native) is None)
+    for platform in sorted(wanted):
+        if not able(platform, [m.slots() for m in fleet.live()]):
+            home = fleet.home
+            check_emulation([platform], home.executor.native_platform())  # raises, saying what to install
 
 
 def remote_cache(
@@ -202,7 +228,43 @@ class Pipeline:
         self.distrusted: set[Node] = set()  # nodes whose registry copy failed to pull or was wrong
         self.warn = warn  # the builder's fallback warning goes here
         self.builder: BuilderChoice | None = None  # selected before the first build; None: nothing built yet
+        self._fleet: Fleet | None = None  # the engines (use_engines), else one made of ``executor`` when first needed
+        self._listed = False  # the engines were listed for a plan: a later plan lists them again
+        self._new_key_reasons: dict[str, str] = {}
         self._keys: list[NodeKey] = []
+
+    def use_engines(self, engines: Engines) -> None:
+        """Build on ``engines`` (their home engine's executor becomes ``executor``)."""
+        members = [self._member(engine.executor, engine.images, engine.spec) for engine in engines.connected]
+        self._fleet = Fleet(members)
+        self.executor = self._fleet.home.executor
+
+    @property
+    def fleet(self) -> Fleet:
+        """The engines built on (one made of ``executor`` when ``use_engines`` was not called)."""
+        if self._fleet is None:
+            assert self.executor is not None
+            self._fleet = Fleet([self._member(self.executor, None, None)])
+        return self._fleet
+
+    def _member(self, executor: Executor, images: Mapping[str, ImageSummary] | None, spec: EngineSpec | None) -> Member:
+        url = getattr(executor, "url", None)
+        url = url if isinstance(url, str) else LOCAL_SOCKET
+        native = spec.platforms if spec is not None and spec.platforms else (executor.native_platform(),)
+        return Member(
+            url=url,
+            executor=executor,
+            jobs=(spec.jobs if spec is not None else None) or self.options.jobs,
+            native=frozenset(native),
+            emulates=None,
+            records=self.records.on(records_namespace(url)),
+            images=images or {},
+        )
+
+    def executor_of(self, report: NodeReport) -> Executor:
+        """The engine holding ``report``'s image (the home engine when not known)."""
+        urls = {m.url for m in self.fleet.members}
+        return self.fleet.member(report.engine).executor if report.engine in urls else self.fleet.home.executor
 
     def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
         """The selection's nodes (only ``options.platforms``' if given)."""
@@ -240,17 +302,31 @@ class Pipeline:
         check_hermetic_mounts(self.graph, settings, self.loaded.root, [k.node for k in keys])
         closure = self.graph.with_dependencies(labels)
         repositories = {label: self.graph.targets[label].repository for label in closure}
-        if images is None and self.executor is not None:
-            images = self.executor.references()
-        plan = make_plan(
-            keys=keys,
-            order=self.graph.topological_nodes(k.node for k in keys),
-            repositories=repositories,
-            selected=frozenset(labels),
-            known=self._known(keys),
-            images=images if self.executor is not None else None,
-            no_cache=self.options.no_cache,
-        )
+        order = self.graph.topological_nodes(k.node for k in keys)
+
+        def plan_on(records: Records, listing: Mapping[str, ImageSummary] | None) -> Plan:
+            return make_plan(
+                keys=keys,
+                order=order,
+                repositories=repositories,
+                selected=frozenset(labels),
+                known=self._known(keys, records),
+                images=listing,
+                no_cache=self.options.no_cache,
+            )
+
+        if self.executor is None:
+            plan = plan_on(self.records, None)
+        else:
+            plans = []
+            for member in self.fleet.live():
+                if member is self.fleet.home and images is not None:
+                    member.images = images
+                elif self._listed or not member.images:
+                    member.images = member.executor.references()
+                plans.append((member.url, plan_on(member.records, member.images)))
+            self._listed = True
+            plan = merge_engines(plans)
         if self.remote is not None:
             found = self.remote.lookup(plan.nodes, {p.node: repositories[p.node.label] for p in plan.nodes})
             for node in self.distrusted:
@@ -303,13 +379,48 @@ class Pipeline:
             self.builder = self.executor.select_builder(self.requested_builder)
             if self.builder.warning:
                 self.warn(Notice(message=self.builder.warning))
+            for member in self.fleet.live()[1:]:  # each engine reaches its own BuildKit
+                other = member.executor.select_builder(self.requested_builder)
+                if other.warning:
+                    self.warn(Notice(message=f"{member.url}: {other.warning}"))
         check_builds(self.graph, self.loaded.root, nodes, self.builder, self.requested_builder, self.executor)
 
-    def _known(self, keys: list[NodeKey]) -> Known:
-        """What the local cache holds for ``keys``: their records, and why a key without one is new."""
-        records = {k.key: record for k in keys if (record := self.records.get(k.key)) is not None}
-        reasons = {k.key: self._why_new_key(k) for k in keys if k.key not in records}
-        return Known(records=records, new_key_reasons=reasons)
+    def _known(self, keys: list[NodeKey], records: Records) -> Known:
+        """What one engine's records hold for ``keys``, and why a key without one is new."""
+        found: dict[str, BuildRecord] = {}
+        reasons = {}
+        for node_key in keys:
+            record = records.get(node_key.key)
+            if record is not None:
+                found[node_key.key] = record
+                continue
+            if node_key.key not in self._new_key_reasons:
+                self._new_key_reasons[node_key.key] = self._why_new_key(node_key)
+            reasons[node_key.key] = self._new_key_reasons[node_key.key]
+        return Known(records=found, new_key_reasons=reasons)
+
+    def placed(self, plan: Plan) -> Plan:
+        """``plan`` with the engine each node to build would go to (a dry run's view; several engines only)."""
+        if not self.fleet.several:
+            return plan
+        to_build = [p.node for p in plan.to_build]
+        parents = {n: list(self.graph.nodes.predecessors(n)) for n in to_build}
+        durations = {}
+        for node in to_build:
+            last = self.records.last_key(node)
+            record = next((r for m in self.fleet.members if last and (r := m.records.get(last))), None)
+            durations[node] = record.duration_s if record is not None else 1.0
+        held = {p.node: frozenset(url for url, _ in p.held) for p in plan.nodes if p.held}
+        where = simulate(
+            to_build,
+            parents,
+            lambda node: node.platform,
+            durations,
+            [m.slots() for m in self.fleet.live()],
+            held=held,
+            priority=scheduler.critical_path_priority(to_build, parents, durations),
+        )
+        return replace(plan, nodes=tuple(replace(p, engine=where.get(p.node, p.engine)) for p in plan.nodes))
 
     def _why_new_key(self, node_key: NodeKey) -> str:
         last = self.records.last_key(node_key.node)
@@ -329,9 +440,8 @@ class Pipeline:
         self.prepare_builds(plan)
         execution = Execution(
             loaded=self.loaded,
-            records=self.records,
+            fleet=self.fleet,
             cache_dir=self.cache_dir,
-            executor=self.executor,
             computer=self.computer,
             options=self.options,
             base_labels=workspace_labels(self.loaded.root),
@@ -351,11 +461,14 @@ class Pipeline:
             plan = self.plan(sorted(plan.selected), self._keys)
             self.prepare_builds(plan)
             executed = execution.execute(plan)
+        interrupted = executed.stop is not None
+        if self.options.load and not interrupted:
+            execution.load_home(self.selected_nodes(sorted(plan.selected)))
         second = all_reports(plan, execution.done, executed.outcomes)
         reports = {n: prefer_work_done(first_pass.get(n), report) for n, report in second.items()}
-        reports = self._with_builders(plan, reports, execution.builders)
-        interrupted = executed.stop is not None
-        promoted = () if interrupted else promote(self.graph, self.executor, plan, reports)
+        reports = self._with_builders(plan, reports, execution)
+        holders = partial(self._holders, execution)
+        promoted = () if interrupted else promote(self.graph, plan, reports, holders)
         published = None
         if self.options.push and not interrupted:
             published = publish_selected(self.graph, self.remote, plan, reports, execution.in_registry)
@@ -366,7 +479,7 @@ class Pipeline:
             promoted=promoted,
             interrupted=interrupted,
             terminated=isinstance(stop, Terminated) or isinstance(getattr(stop, "__cause__", None), Terminated),
-            warnings=tuple(self.remote.warnings) if self.remote is not None else (),
+            warnings=(tuple(self.remote.warnings) if self.remote is not None else ()) + tuple(execution.notices),
             published=published,
             executor=ExecutorUse(
                 requested=self.requested_builder,
@@ -375,21 +488,29 @@ class Pipeline:
             ),
         )
 
+    def _holders(self, execution: Execution, node: Node) -> list[Holder]:
+        """The live engines holding ``node``'s image, the home engine first."""
+        held = execution.holdings.holders(node)
+        members = [m for m in self.fleet.live() if m.url in held]
+        return [Holder(executor=m.executor, image_id=held[m.url], images=m.images) for m in members]
+
     def _with_builders(
-        self, plan: Plan, reports: Mapping[Node, NodeReport], builders: Mapping[Node, str]
+        self, plan: Plan, reports: Mapping[Node, NodeReport], execution: Execution
     ) -> dict[Node, NodeReport]:
-        """Each node built here (or whose build failed here) with its builder and the engine's URL."""
-        url = getattr(self.executor, "url", None)
-        engine = url if isinstance(url, str) else None
+        """Each node with the engine that built, pulled or holds it (URL), and its builder if built here
+        (or its build failed here)."""
         by_node = plan.by_node()
         updated = {}
         for node, report in reports.items():
-            if report.status is NodeStatus.BUILT and node in builders:
-                report = replace(report, builder=builders[node], engine=engine)
+            engine = execution.engine_of.get(node)
+            if report.status is NodeStatus.BUILT and node in execution.builders:
+                report = replace(report, builder=execution.builders[node], engine=engine)
             elif (
                 report.status is NodeStatus.FAILED and by_node[node].action is Action.BUILD and self.builder is not None
             ):
-                report = replace(report, builder=self.builder.name, engine=engine)
+                report = replace(report, builder=self.builder.name, engine=engine or self.fleet.home.url)
+            elif report.status in (NodeStatus.CACHED, NodeStatus.PULLED) and engine is not None:
+                report = replace(report, engine=engine)
             updated[node] = report
         return updated
 

@@ -90,7 +90,8 @@ def node_report(
     outcome: scheduler.Outcome[Node] | None,
 ) -> NodeReport:
     """The report of one planned node: what was done for it (``done``), else how its work ended."""
-    if planned.action is Action.REMOTE and not planned.pull:
+    # a registry hit a child on another engine fetched is done: reported as pulled
+    if planned.action is Action.REMOTE and not planned.pull and done is None:
         return NodeReport(
             node=planned.node,
             key=planned.key,

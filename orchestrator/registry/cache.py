@@ -145,10 +145,16 @@ class RemoteCache:
             return {}
         return {node: found.get(wanted_key) for wanted_key, node in wanted.items()}
 
-    def pull(self, executor: Executor, planned: Wanted, repository: str) -> ImageInfo:
-        """Pull the node's image, check it, and give it its local content tag; raise TransferFailed."""
+    def pull(self, executor: Executor, planned: Wanted, repository: str, copy: RemoteImage | None = None) -> ImageInfo:
+        """Pull the node's image, check it, and give it its local content tag; raise TransferFailed.
+
+        ``copy``: the registry's image, pulled by its digest (what was pushed is what arrives, even if
+        the content tag moved since); else the content tag is pulled.
+        """
         tag = content_tag(planned.key)
         reference = self.registry.reference(repository, tag)
+        if copy is not None:
+            reference = f"{reference.rpartition(':')[0]}@{copy.digest}"
         info = executor.pull(reference, planned.node.platform)
         problem = image_problem(info.labels, info.platform, key=planned.key, expected_platform=planned.node.platform)
         if problem is not None:

@@ -65,6 +65,7 @@ class _Activity:
     began: float
     said: float  # when a line about it was last printed
     step: str = ""  # its last Dockerfile step, for a build
+    engine: str = ""  # with several engines: the one it runs on
 
 
 class ConsoleDisplay:
@@ -130,6 +131,14 @@ class ConsoleDisplay:
                 activity.step = step
         self._refresh()
 
+    def placed(self, node: Node, engine: str) -> None:
+        with self._lock:
+            activity = self.running.get(node)
+            if activity is not None:
+                activity.engine = engine
+        self._say(f"ON      {node} {engine}", live_too=False)
+        self._refresh()
+
     def finished(self, outcome: scheduler.Outcome[Node]) -> None:
         with self._lock:
             activity = self.running.pop(outcome.node, None)
@@ -141,7 +150,8 @@ class ConsoleDisplay:
             }[outcome.status]
             self.counts[word] += 1
         took = f" ({self.clock() - activity.began:.1f}s)" if activity is not None else ""
-        self._say(f"{word.upper():7} {outcome.node}{took}")
+        where = f" on {activity.engine}" if activity is not None and activity.engine else ""
+        self._say(f"{word.upper():7} {outcome.node}{took}{where}")
         self._refresh()
 
     def push_started(self, node: Node) -> None:
@@ -216,10 +226,10 @@ class ConsoleDisplay:
         now = self.clock()
         with self._lock:
             activities = sorted(self.running.items()) + sorted(self.pushing.items())
-            shown = [(node, a.verb, a.began, a.step) for node, a in activities]
+            shown = [(node, a.verb, a.began, a.step, f" @{a.engine}" if a.engine else "") for node, a in activities]
         lines = [
-            Text(f"  {verb} {node} ({now - began:.0f}s) {_short(step)}".rstrip(), no_wrap=True, overflow="ellipsis")
-            for node, verb, began, step in shown
+            Text(f"  {verb} {node}{at} ({now - began:.0f}s) {_short(step)}".rstrip(), no_wrap=True, overflow="ellipsis")
+            for node, verb, began, step, at in shown
         ]
         c = self.counts
         cancelled = f"  cancelled {c['cancelled']}" if c["cancelled"] else ""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from orchestrator.core.engines import LOCAL_SOCKET
 from orchestrator.engine.api import (
     BUILDER_CHOICES,
     BuilderChoice,
@@ -111,7 +112,7 @@ class FakeExecutor:
         native: str = "linux/amd64",
         bases: Collection[str] = (),
         buildkit: bool = True,
-        url: str = "fake://engine",
+        url: str = LOCAL_SOCKET,
     ) -> None:
         self._fail = fail
         self._durations = dict(durations or {})
@@ -142,7 +143,7 @@ class FakeExecutor:
 
     # --- the Executor protocol ---------------------------------------------------------------
 
-    def ping(self) -> None:
+    def ping(self, timeout: float | None = None) -> None:
         if not self.daemon_up:
             raise DaemonUnavailable("cannot reach the Docker daemon at fake://: the fake daemon is down")
 

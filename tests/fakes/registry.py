@@ -43,6 +43,7 @@ class FakeRegistry:
         self.blobs: dict[str, tuple[tuple[str, int], ...]] = {}  # manifest digest -> (blob, size) it uses
         self.deleted: list[tuple[str, str]] = []  # (repository, digest) of every manifest deleted
         self.configs: dict[str, dict[str, Any]] = {}  # manifest digest -> its image config, when not the default
+        self.by_digest: dict[tuple[str, str], RemoteImage] = {}  # (repository, digest) -> every manifest stored
         self._lock = threading.Lock()
 
     # --- the RegistryClient protocol -----------------------------------------------------------
@@ -146,6 +147,7 @@ class FakeRegistry:
             for key in doomed:
                 del self.manifests[key]
                 self.indexes.pop(key, None)
+            self.by_digest.pop((repository, digest), None)
             if doomed:
                 self.deleted.append((repository, digest))
             return bool(doomed)
@@ -167,12 +169,17 @@ class FakeRegistry:
         )
         with self._lock:
             self.manifests[(repository, tag)] = image
+            self.by_digest[(repository, image.digest)] = image
         return image
 
     def fetch(self, reference: str) -> RemoteImage | None:
-        """The image under ``reference``, as a pull finds it."""
+        """The image under ``reference`` (``address/repository:tag`` or ``address/repository@digest``), as a
+        pull finds it: a digest names a manifest until it is deleted, whatever its tags became."""
         self._check_up()
         with self._lock:
+            if "@" in reference:
+                repository, _, digest = reference.removeprefix(f"{self.address}/").partition("@")
+                return self.by_digest.get((repository, digest))
             return self.manifests.get(self._split(reference))
 
     def poison(self, repository: str, tag: str, *, labels: Mapping[str, str], platform: str) -> None:

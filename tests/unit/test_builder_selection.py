@@ -19,6 +19,7 @@ from orchestrator.cli import build_run
 from orchestrator.cli.common import Builder
 from orchestrator.core.model import EXECUTOR_CHOICES
 from orchestrator.engine.api import BUILDER_CHOICES, BuildKitUnavailable, Secret
+from orchestrator.engine.local import Engine
 from orchestrator.keys.hashing import keys_with_store
 from orchestrator.pipeline.builder import BuilderError
 from orchestrator.pipeline.hermetic import HermeticError
@@ -67,8 +68,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeExecutor]:
     """The CLI's build runs on a FakeExecutor (BuildKit available unless a test says otherwise)."""
     executor = FakeExecutor(write_logs=True)
 
-    def connect(spec: object = None) -> build_run.Engine:
-        return build_run.Engine(executor=executor, images=executor.references())
+    def connect(spec: object = None) -> Engine:
+        return Engine(executor=executor, images=executor.references())
 
     monkeypatch.setattr(build_run, "connect", connect)
     yield executor
@@ -92,7 +93,7 @@ def test_auto_builds_with_buildkit_when_it_works(workspace: ScratchWorkspace) ->
     assert (summary.executor.requested, summary.executor.used) == ("auto", "buildkit")
     assert summary.executor.detail == FakeExecutor.BUILDKIT_DETAIL
     (report,) = summary.reports
-    assert (report.builder, report.engine) == ("buildkit", "fake://engine")
+    assert (report.builder, report.engine) == ("buildkit", "unix:///var/run/docker.sock")
 
 
 def test_auto_falls_back_to_classic_with_one_warning(workspace: ScratchWorkspace) -> None:
@@ -183,7 +184,7 @@ def test_a_cached_run_never_probes(workspace: ScratchWorkspace, fake_engine: Fak
     data = json.loads(report.read_text())
     jsonschema.validate(data, SCHEMA, cls=jsonschema.Draft202012Validator)
     assert data["executor"] == {"requested": "buildkit", "used": None, "detail": None}
-    assert [(n["status"], n["executor"], n["engine"]) for n in data["nodes"]] == [("cached", None, None)]
+    assert [(n["status"], n["executor"], n["engine"]) for n in data["nodes"]] == [("cached", None, "unix:///var/run/docker.sock")]
     assert "builder: none (nothing to build; asked buildkit, not probed)" in result.stderr
 
 
@@ -219,12 +220,12 @@ def test_report_v2_names_the_builder_per_node_and_keeps_every_v1_field(workspace
     nodes = {n["label"]: n for n in data["nodes"]}
     v1 = {"label", "platform", "key", "status", "duration_s", "image_id", "tags", "log", "reason", "error", "log_tail"}
     assert set(nodes[APP]) == v1 | {"executor", "engine"}
-    assert (nodes[APP]["executor"], nodes[APP]["engine"]) == ("buildkit", "fake://engine")
+    assert (nodes[APP]["executor"], nodes[APP]["engine"]) == ("buildkit", "unix:///var/run/docker.sock")
     assert nodes["//bad:bad"]["status"] == "failed" and nodes["//bad:bad"]["executor"] == "buildkit"
     again = report_data(pipeline_build(workspace, executor))
     jsonschema.validate(again, SCHEMA, cls=jsonschema.Draft202012Validator)
     cached = {n["label"]: n for n in again["nodes"]}[APP]
-    assert (cached["status"], cached["executor"], cached["engine"]) == ("cached", None, None)
+    assert (cached["status"], cached["executor"], cached["engine"]) == ("cached", None, "unix:///var/run/docker.sock")
 
 
 def test_the_schema_refuses_a_cached_node_with_a_builder(workspace: ScratchWorkspace) -> None:

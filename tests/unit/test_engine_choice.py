@@ -10,9 +10,16 @@ import pytest
 import typer
 
 from orchestrator.cli import build_run
-from orchestrator.core.engines import SEVERAL_ENGINES, EngineSpec, choose_engine, url_problem
+from orchestrator.core.engines import (
+    SEVERAL_ENGINES_NEED_A_REGISTRY,
+    EngineSpec,
+    choose_engines,
+    home_engine,
+    url_problem,
+)
 from orchestrator.engine.buildkit_probe import cli_environment
 from orchestrator.engine.connection import EngineConnection, EngineError, client_kwargs, isolate_from_environment
+from orchestrator.engine.local import Engine
 from orchestrator.errors import UsageError
 from orchestrator.workspace.buildfile.loader import load_settings
 from tests.fakes.executor import FakeExecutor
@@ -87,14 +94,18 @@ def test_a_bad_engines_entry_is_an_error_at_its_line(workspace: ScratchWorkspace
 
 def test_the_command_line_replaces_the_workspace_list_and_borrows_its_entry() -> None:
     declared = (EngineSpec(url="tcp://a:2376", jobs=4, tls="/certs"), EngineSpec(url="unix:///b.sock"))
-    assert choose_engine(["tcp://a:2376"], declared) == declared[0]
-    assert choose_engine(["unix:///c.sock"], declared) == EngineSpec(url="unix:///c.sock")
-    assert choose_engine([], declared[:1]) == declared[0]
-    assert choose_engine([], ()) is None
-    with pytest.raises(UsageError, match="WORKSPACE declares 2 engines: building on several engines"):
-        choose_engine([], declared)
+    assert choose_engines(["tcp://a:2376"], declared) == declared[:1]
+    assert choose_engines(["unix:///c.sock"], declared) == (EngineSpec(url="unix:///c.sock"),)
+    assert choose_engines(["unix:///c.sock", "tcp://a:2376", "unix:///c.sock"], declared) == (
+        EngineSpec(url="unix:///c.sock"),
+        declared[0],
+    )
+    assert choose_engines([], declared) == declared
+    assert choose_engines([], ()) == ()
+    assert home_engine([], declared) == declared[0]
+    assert home_engine([], ()) is None
     with pytest.raises(UsageError, match="--engine: an engine URL starts with"):
-        choose_engine(["localhost:2375"], declared)
+        choose_engines(["unix:///c.sock", "localhost:2375"], declared)
 
 
 def test_url_problems() -> None:
@@ -113,9 +124,9 @@ def chosen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[EngineSpec | None, int
     executor = FakeExecutor()
     specs: list[EngineSpec | None] = []
 
-    def connect(spec: EngineSpec | None = None) -> build_run.Engine:
+    def connect(spec: EngineSpec | None = None) -> Engine:
         specs.append(spec)
-        return build_run.Engine(executor=executor, images=executor.references(), spec=spec)
+        return Engine(executor=executor, images=executor.references(), spec=spec)
 
     def run_on_console(console: Any, *, request: Any, engine: Any, **kwargs: Any) -> Any:
         engine()
@@ -160,24 +171,53 @@ def test_build_uses_the_one_workspace_engine_and_its_jobs(
 @pytest.mark.parametrize(
     ("args", "workspace_file"),
     [
-        (("build", "--engine", "unix:///a.sock", "--engine", "tcp://h:2376"), ""),
-        (("--engine", "unix:///a.sock", "--engine", "unix:///b.sock", "gc"), ""),
-        (("build",), 'workspace(engines = [{"url": "unix:///a.sock"}, {"url": "unix:///b.sock"}])\n'),
-        (("lock",), 'workspace(engines = [{"url": "unix:///a.sock"}, {"url": "unix:///b.sock"}])\n'),
+        (("build", "--engine", "unix:///a.sock", "--engine", "unix:///b.sock"), ""),
+        (("build", "--dry-run"), 'workspace(engines = [{"url": "unix:///a.sock"}, {"url": "unix:///b.sock"}])\n'),
+        (
+            ("build", "--engine", "unix:///a.sock", "--engine", "unix:///b.sock", "--no-remote-cache-write"),
+            'workspace(registry = "127.0.0.1:1")\n',
+        ),
     ],
 )
-def test_two_engines_are_a_usage_error(
-    workspace: ScratchWorkspace,
-    chosen: list[tuple[EngineSpec | None, int]],
-    args: tuple[str, ...],
-    workspace_file: str,
+def test_several_engines_without_a_writable_registry_cache_are_a_usage_error(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], workspace_file: str
 ) -> None:
+    connected: list[str] = []
+
+    def connect(spec: EngineSpec | None = None) -> Engine:
+        assert spec is not None
+        connected.append(spec.url)
+        executor = FakeExecutor(url=spec.url)
+        return Engine(executor=executor, images=executor.references(), spec=spec)
+
+    monkeypatch.setattr(build_run, "connect", connect)
     workspace.write({"WORKSPACE": workspace_file, **APP})
     result = workspace.run(*args)
     assert result.exit_code == 2, result.output
-    assert SEVERAL_ENGINES in result.stderr
-    assert result.stderr.startswith("ERROR ")
-    assert chosen == []
+    assert SEVERAL_ENGINES_NEED_A_REGISTRY in result.stderr
+    assert result.stderr.startswith("ERROR 2 engines asked for, but ")
+    assert sorted(connected) == ["unix:///a.sock", "unix:///b.sock"]
+
+
+@pytest.mark.parametrize("command", [("lock",), ("gc", "--dry-run")])
+def test_commands_that_use_one_engine_use_the_first(
+    workspace: ScratchWorkspace, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    from orchestrator.cli import common
+
+    asked: list[EngineSpec | None] = []
+    real = common.home_engine
+
+    def home(given: Any, declared: Any) -> EngineSpec | None:
+        asked.append(real(given, declared))
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(common, "home_engine", home)
+    workspace.write(
+        {"WORKSPACE": 'workspace(engines = [{"url": "unix:///a.sock"}, {"url": "unix:///b.sock"}])\n', **APP}
+    )
+    assert workspace.run(*command).exit_code == 0
+    assert asked == [EngineSpec(url="unix:///a.sock")]
 
 
 def test_a_bad_engine_url_is_a_usage_error(workspace: ScratchWorkspace) -> None:

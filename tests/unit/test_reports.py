@@ -20,6 +20,7 @@ from orchestrator.cache.store import Store
 from orchestrator.cli import build_run
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
+from orchestrator.engine.local import Engine
 from orchestrator.imagetest.checks import CheckKind, CheckResult
 from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.options import BuildOptions
@@ -169,8 +170,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeExecutor]:
     """The CLI's build runs on a FakeExecutor instead of the Docker Engine."""
     executor = FakeExecutor(write_logs=True, bases=FAMILY_BASES)
 
-    def connect(spec: object = None) -> build_run.Engine:
-        return build_run.Engine(executor=executor, images=executor.references())
+    def connect(spec: object = None) -> Engine:
+        return Engine(executor=executor, images=executor.references())
 
     monkeypatch.setattr(build_run, "connect", connect)
     yield executor
