@@ -17,10 +17,11 @@ from typing import Any
 
 import diskcache
 
+from orchestrator.cache import names
 from orchestrator.core.content import CONTENT_TAG_PREFIX
 from orchestrator.engine.api import KEY_LABEL
 
-RECORD_PREFIX = "record:"
+RECORD_PREFIX = "record:"  # the local socket's engine; another engine's: names.record("", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,30 +33,34 @@ class Record:
     image_id: str
 
 
-def records(cache_dir: Path) -> list[Record]:
-    """Every build record in the local cache at ``cache_dir``."""
+def records(cache_dir: Path, engine: str | None = None) -> list[Record]:
+    """Every build record of one engine (None: the local socket's) in the local cache at ``cache_dir``."""
+    prefix = names.record("", engine)
     store = cache_dir / "store"
     if not store.is_dir():
         return []
     found = []
     with diskcache.Cache(str(store)) as cache:
         for name in cache.iterkeys():
-            if isinstance(name, str) and name.startswith(RECORD_PREFIX):
+            if isinstance(name, str) and name.startswith(prefix):
                 value = json.loads(cache[name])
                 found.append(Record(**{field: value[field] for field in Record.__slots__}))
     return found
 
 
-def violations(cache_dir: Path, api: Any, repositories: list[str] | None = None) -> list[str]:
+def violations(
+    cache_dir: Path, api: Any, repositories: list[str] | None = None, *, engine: str | None = None
+) -> list[str]:
     """What breaks the invariant, one line each (empty when it holds).
 
-    ``api`` is the docker SDK's APIClient; ``repositories`` limits the content-tag scan (default: the
+    ``api`` is the docker SDK's APIClient of the engine whose records are checked (``engine``: its URL,
+    None for the local socket's); ``repositories`` limits the content-tag scan (default: the
     repositories of the records).
     """
     import docker.errors
 
     problems = []
-    recorded = records(cache_dir)
+    recorded = records(cache_dir, engine)
     for record in recorded:
         try:
             tagged = api.inspect_image(record.image)
@@ -78,6 +83,8 @@ def violations(cache_dir: Path, api: Any, repositories: list[str] | None = None)
     return problems
 
 
-def assert_invariants(cache_dir: Path, api: Any, repositories: list[str] | None = None) -> None:
-    found = violations(cache_dir, api, repositories)
+def assert_invariants(
+    cache_dir: Path, api: Any, repositories: list[str] | None = None, *, engine: str | None = None
+) -> None:
+    found = violations(cache_dir, api, repositories, engine=engine)
     assert not found, "the cache's trust invariant is broken:\n" + "\n".join(found)

@@ -17,14 +17,22 @@ from orchestrator.cli.common import (
     RequireRegistryOpt,
     handle_errors,
 )
+from orchestrator.cli.sign_cmd import SIGN_PASSWORD_ENV
+from orchestrator.core.model import ATTESTATION_CHOICES
 from orchestrator.core.platforms import canonical_all
+from orchestrator.errors import UsageError, did_you_mean
 
 
-class Attestation(StrEnum):
-    """``--attest``: core/model.py's ATTESTATION_CHOICES (only sbom is made yet)."""
-
-    sbom = "sbom"
-    provenance = "provenance"
+def attestation_names(values: list[str] | None, given_as: str) -> list[str]:
+    """``--attest sbom --attest provenance`` or ``--attest sbom,provenance``: names of ATTESTATION_CHOICES."""
+    names = [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+    for name in names:
+        if name not in ATTESTATION_CHOICES:
+            raise UsageError(
+                f"{given_as} takes {', '.join(ATTESTATION_CHOICES)}, got {name!r}"
+                f"{did_you_mean(name, list(ATTESTATION_CHOICES))}"
+            )
+    return list(dict.fromkeys(names))
 
 
 class PlanOutput(StrEnum):
@@ -79,17 +87,43 @@ def build(
     engine_timeout: EngineTimeoutOpt = None,
     executor: ExecutorOpt = None,
     attest: Annotated[
-        list[Attestation] | None,
+        list[str] | None,
         typer.Option(
             "--attest",
-            help="After the build, make and cache this attestation of each image built or cached (repeatable; "
-            "added to WORKSPACE's attestations; only sbom is made yet)",
+            metavar="KINDS",
+            help="After the build, make and cache these attestations of each image built or cached, and with "
+            "--push attach them to the images pushed: sbom, provenance (comma-separated or repeated; added to "
+            "WORKSPACE's attestations)",
         ),
     ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            metavar="KEY",
+            help="With --push: sign each image, index and attestation pushed, as cosign does (an ECDSA P-256 "
+            "PKCS#8 or SEC1 PEM private key)",
+        ),
+    ] = None,
+    sign_key_password_env: Annotated[
+        str,
+        typer.Option(
+            "--sign-key-password-env",
+            metavar="NAME",
+            help="The environment variable holding the password of an encrypted --sign-key",
+        ),
+    ] = SIGN_PASSWORD_ENV,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
 
+    key = None
+    if sign_key is not None:
+        if not push:
+            raise UsageError("--sign-key signs what --push publishes: add --push (or sign later: orchestrator sign)")
+        from orchestrator.supply.signing import load_private_key  # cryptography: only when signing
+
+        key = load_private_key(sign_key, sign_key_password_env)
     command = BuildCommand(
         patterns=patterns,
         jobs=jobs,
@@ -109,7 +143,8 @@ def build(
         junit=junit,
         engine_timeout_s=engine_timeout,
         executor=None if executor is None else executor.value,
-        attest=tuple(a.value for a in attest or ()),
+        attest=tuple(attestation_names(attest, "--attest")),
+        sign_key=key,
     )
     run_build(ctx, command)
 

@@ -10,13 +10,23 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from orchestrator.cache.store import Store
-from orchestrator.cli.common import Output, connecting, emit_json, engine_specs, load_workspace, options, stderr_console
+from orchestrator.cli.common import (
+    Output,
+    connecting,
+    emit_json,
+    engine_spec,
+    engine_specs,
+    load_workspace,
+    options,
+    stderr_console,
+)
 from orchestrator.cli.session import run_on_console, sigterm_stops_cleanly
-from orchestrator.core.engines import EngineSpec
+from orchestrator.core.engines import EngineSpec, engine_url, records_namespace
 from orchestrator.engine.local import Engines, closed_at_end, connect
 from orchestrator.errors import UsageError
 from orchestrator.graph import query
@@ -33,14 +43,23 @@ from orchestrator.workspace.loading import LoadedWorkspace
 
 
 def _print_plan(plan: Plan) -> None:
+    """One line per node; with several engines, where it is (cached) or would be built."""
+    several = len({p.engine for p in plan.nodes if p.engine}) > 1 or any(
+        p.engine for p in plan.nodes if p.action is Action.BUILD
+    )
     for planned in plan.nodes:
         word = {Action.CACHED: "CACHED", Action.REMOTE: "REMOTE", Action.BUILD: "BUILD "}[planned.action]
         pull = ", pull" if planned.pull else ""
-        typer.echo(f"{word} {planned.node.label} {planned.node.platform} {planned.key}  ({planned.reason}{pull})")
+        on = f" on {planned.engine}" if planned.engine and (several or planned.action is Action.BUILD) else ""
+        typer.echo(f"{word} {planned.node.label} {planned.node.platform} {planned.key}  ({planned.reason}{pull}){on}")
     typer.echo(
         f"{plan.count(Action.BUILD)} to build, {plan.count(Action.CACHED)} cached, "
         f"{plan.count(Action.REMOTE)} in the registry cache ({len(plan.to_pull)} to pull)"
     )
+
+
+if TYPE_CHECKING:
+    from orchestrator.supply.signing import SigningKey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +85,7 @@ class BuildCommand:
     engine_timeout_s: float | None = None
     executor: str | None = None  # auto | buildkit | classic; None: WORKSPACE's executor
     attest: tuple[str, ...] = ()  # --attest, besides WORKSPACE's attestations
+    sign_key: SigningKey | None = None  # --sign-key (with --push), loaded before anything runs
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -122,6 +142,7 @@ def _build(
         locked=command.locked,
         dry_run=command.dry_run,
         attest=frozenset(command.attest) | frozenset(loaded.workspace.settings.attestations),
+        sign_key=command.sign_key,
     )
     remote = remote_cache(
         loaded, command.registry, write=command.remote_cache_write, push=command.push, required=command.require_registry
@@ -161,8 +182,9 @@ def run_explain(ctx: typer.Context, target: str, output: Output) -> None:
     loaded = load_workspace(ctx)
     label = loaded.graph.resolve(target)
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
+    home = records_namespace(engine_url(engine_spec(ctx, loaded)))
     with Store(cache_dir) as store:
-        result = explain(loaded, store, label)
+        result = explain(loaded, store, label, home)
     if output is Output.json:
         emit_json(result)
         return

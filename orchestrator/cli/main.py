@@ -19,7 +19,9 @@ from orchestrator.cli import (
     lock_cmd,
     query_cmd,
     sbom_cmd,
+    sign_cmd,
     test_cmd,
+    verify_cmd,
 )
 from orchestrator.cli.common import GlobalOptions, print_warning
 from orchestrator.cli.global_options import (
@@ -50,6 +52,8 @@ app.command(name="lock")(lock_cmd.lock)
 app.command(name="lint")(lint_cmd.lint)
 app.command(name="test")(test_cmd.test)
 app.command(name="sbom")(sbom_cmd.sbom)
+app.command(name="sign")(sign_cmd.sign)
+app.command(name="verify")(verify_cmd.verify)
 app.command(name="init")(init_cmd.init)
 app.command(name="gc")(gc_cmd.gc)
 

@@ -14,12 +14,15 @@ from orchestrator.keys.manifests import changes, load_manifest
 from orchestrator.workspace.loading import LoadedWorkspace
 
 
-def explain(loaded: LoadedWorkspace, store: Store, label: Label) -> list[dict[str, Any]]:
-    """Per node of ``label``: its key, its state against the last build, and the manifest entries that changed."""
+def explain(loaded: LoadedWorkspace, store: Store, label: Label, engine: str | None = None) -> list[dict[str, Any]]:
+    """Per node of ``label``: its key, its state against the last build, and the manifest entries that changed.
+
+    ``engine``: whose records say "up to date" (``core/engines.py: records_namespace``; None: the local socket's).
+    """
     result = []
     computer, keys = keys_with_store(store, loaded, loaded.graph.nodes_of(label))
     inputs = inputs_of(computer, label)
-    records = Records(store)
+    records = Records(store, engine)
     for node_key in keys:
         last = records.last_key(node_key.node)
         old = load_manifest(store, last) if last else None

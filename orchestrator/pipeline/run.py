@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
@@ -32,7 +33,7 @@ from orchestrator.keys.hashing import keys_with_store
 from orchestrator.keys.keys import KeyComputer, NodeKey
 from orchestrator.keys.manifests import changes, describe, load_manifest
 from orchestrator.pipeline import scheduler
-from orchestrator.pipeline.attest import attest
+from orchestrator.pipeline.attest import Supply, attest
 from orchestrator.pipeline.builder import check_builds
 from orchestrator.pipeline.execute import Executed, Execution, Listener
 from orchestrator.pipeline.fleet import Fleet, Member
@@ -61,6 +62,9 @@ from orchestrator.registry.pins import Resolver, check_locked
 from orchestrator.workspace.loading import LoadedWorkspace
 from orchestrator.workspace.provenance import workspace_labels
 
+if TYPE_CHECKING:
+    from orchestrator.supply.signing import SigningKey
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
@@ -71,7 +75,8 @@ class Request:
     locked: bool = False  # images.lock must pin every external base used, and nothing else
     dry_run: bool = False  # plan only (works without an engine)
     commands_on: frozenset[str] = frozenset()  # platforms that will run commands afterwards (image tests)
-    attest: frozenset[str] = frozenset()  # attestations to make after the build (``sbom``); no key depends on it
+    attest: frozenset[str] = frozenset()  # to make after the build (``sbom``, ``provenance``); no key input
+    sign_key: SigningKey | None = None  # with options.push: sign what is pushed (``attest.py``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,8 +134,9 @@ def run(
     check_runnable(pipeline.fleet, {p.node.platform for p in plan.to_build} | request.commands_on)
     shown = len(remote.notices) if remote is not None else 0
     summary = pipeline.run(plan)
-    if request.attest:
-        summary = attest(summary, store, pipeline.executor_of, request.attest)
+    if request.attest or request.sign_key is not None:
+        supply = Supply(loaded=loaded, computer=pipeline.computer, remote=remote, sign_key=request.sign_key)
+        summary = attest(summary, store, pipeline.executor_of, request.attest, supply)
     result = Result(plan=plan, summary=summary)
     for notice in remote.notices[shown:] if remote is not None else ():
         if notice.level is Level.ERROR:  # a push refused: not a warning, so not in the summary's

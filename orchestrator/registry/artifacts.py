@@ -28,13 +28,12 @@ import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.registry.client import (
     OCI_INDEX,
     OCI_MANIFEST,
     SINGLE_IMAGE_TYPES,
-    Registry,
     RegistryError,
     sha256_digest,
 )
@@ -53,6 +52,29 @@ OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What artifacts need of a registry: ``client.Registry``, or an in-memory fake in tests."""
+
+    def reference(self, repository: str, tag: str) -> str: ...
+
+    def manifest_bytes(self, repository: str, reference: str) -> tuple[str, bytes, str]: ...
+
+    def manifest_json(self, repository: str, reference: str) -> dict[str, Any] | None: ...
+
+    def blob(self, repository: str, digest: str) -> bytes: ...
+
+    def push_blob(self, repository: str, data: bytes) -> str: ...
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> str: ...
+
+    def put_referrer(self, repository: str, media_type: str, body: bytes) -> tuple[str, str | None]: ...
+
+    def referrers_api(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[dict[str, Any]] | None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

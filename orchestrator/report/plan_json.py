@@ -4,7 +4,7 @@ Plan format version 1 (docs/reference/report.md)::
 
     {"version": 1,
      "nodes": [{"label", "platform", "key", "action": "cached" | "remote" | "build", "reason",
-                "pull": bool, "image", "parents": [{"label", "platform"}, ...]}, ...],
+                "pull": bool, "image", "engine": URL | null, "parents": [{"label", "platform"}, ...]}, ...],
      "summary": {"nodes", "build", "cached", "remote", "pull"}}
 
 Nodes come parents first, as the plan lists them; parents are sorted.
@@ -41,6 +41,7 @@ def plan_data(plan: Plan, parents: Mapping[Node, Iterable[Node]]) -> dict[str, A
                 "reason": p.reason,
                 "pull": p.pull,
                 "image": p.image,
+                "engine": p.engine,
                 "parents": [
                     {"label": str(parent.label), "platform": parent.platform}
                     for parent in sorted(parents.get(p.node, ()))

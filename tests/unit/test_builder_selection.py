@@ -184,7 +184,9 @@ def test_a_cached_run_never_probes(workspace: ScratchWorkspace, fake_engine: Fak
     data = json.loads(report.read_text())
     jsonschema.validate(data, SCHEMA, cls=jsonschema.Draft202012Validator)
     assert data["executor"] == {"requested": "buildkit", "used": None, "detail": None}
-    assert [(n["status"], n["executor"], n["engine"]) for n in data["nodes"]] == [("cached", None, "unix:///var/run/docker.sock")]
+    assert [(n["status"], n["executor"], n["engine"]) for n in data["nodes"]] == [
+        ("cached", None, "unix:///var/run/docker.sock")
+    ]
     assert "builder: none (nothing to build; asked buildkit, not probed)" in result.stderr
 
 

@@ -184,7 +184,17 @@ def test_dry_run_output_json_is_the_documented_plan(family: ScratchWorkspace) ->
     assert set(plan) == {"version", "nodes", "summary"} and plan["version"] == 1
     assert plan["summary"] == {"nodes": 8, "build": 8, "cached": 0, "remote": 0, "pull": 0}
     nodes = {n["label"]: n for n in plan["nodes"]}
-    assert set(nodes["//apps/web:web"]) == {"label", "platform", "key", "action", "reason", "pull", "image", "parents"}
+    assert set(nodes["//apps/web:web"]) == {
+        "label",
+        "platform",
+        "key",
+        "action",
+        "reason",
+        "pull",
+        "image",
+        "engine",
+        "parents",
+    }
     assert nodes["//apps/web:web"]["parents"] == [{"label": "//lang/node:company-node-base", "platform": "linux/amd64"}]
     assert nodes["//apps/web:web"]["image"] == f"web:key-{nodes['//apps/web:web']['key']}"
     assert nodes["//rootfs:debian"] == {**nodes["//rootfs:debian"], "action": "build", "pull": False, "parents": []}
