@@ -76,12 +76,10 @@ def docker(*argv: str) -> str:
     return done.stdout
 
 
-def build_base(scratch: Path) -> str:
-    """`bench-busybox:latest`: the host's static busybox and its applet links, one layer (kept afterwards)."""
+def busybox_rootfs() -> bytes:
+    """The host's static busybox, its applet links and /tmp: a root file system, as tar bytes."""
     if not BUSYBOX.is_file():
         raise SystemExit(f"{BUSYBOX} is missing: apt-get install busybox-static")
-    ctx = scratch / "busybox"
-    ctx.mkdir()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in ("bin", "tmp"):
@@ -96,7 +94,16 @@ def build_base(scratch: Path) -> str:
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(info)
-    (ctx / "rootfs.tar").write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def build_base(scratch: Path) -> str:
+    """`bench-busybox:latest`: the host's static busybox and its applet links, one layer (kept afterwards)."""
+    if not BUSYBOX.is_file():
+        raise SystemExit(f"{BUSYBOX} is missing: apt-get install busybox-static")
+    ctx = scratch / "busybox"
+    ctx.mkdir()
+    (ctx / "rootfs.tar").write_bytes(busybox_rootfs())
     (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs.tar /\n")
     docker("build", "-q", "-t", BASE_IMAGE, str(ctx))  # the same tar every time: a cache hit after the first
     return docker("image", "inspect", "--format", "{{.Id}}", BASE_IMAGE).strip()

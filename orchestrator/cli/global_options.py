@@ -25,9 +25,10 @@ WORKSPACE_HELP = "Workspace root (default: walk up to WORKSPACE)"
 CACHE_DIR_HELP = "Local cache directory (default: WORKSPACE's, else ~/.cache)"
 VERBOSE_HELP = "More output (-vv more still)"
 ENGINE_HELP = (
-    "The Docker Engine to build on: unix:///path, tcp://host:port (TLS from the WORKSPACE engines entry "
-    "of that URL) or ssh://user@host; replaces WORKSPACE's engines (default: them, else DOCKER_HOST, "
-    "else the local socket); one for now"
+    "A Docker Engine to build on: unix:///path, tcp://host:port (TLS from the WORKSPACE engines entry "
+    "of that URL) or ssh://user@host; repeat it to spread the build over several (they need a registry "
+    "cache; the first is home: --load, tests, gc); replaces WORKSPACE's engines (default: them, else "
+    "DOCKER_HOST, else the local socket)"
 )
 PREFIX = "global_"  # the parameter names of the copies after the command (the CLI reference skips them)
 

@@ -196,17 +196,24 @@ def test_a_dry_run_shows_the_placement(
     assert any(url in text.stdout for url in urls), text.stdout
 
 
-def test_an_engine_killed_mid_build_leaves_a_correct_complete_run(module_registry: str, tmp_path: Path) -> None:
-    prefix = f"kill-{uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP"])
+def test_an_engine_lost_mid_build_leaves_a_correct_complete_run(
+    module_registry: str, tmp_path: Path, fault: str
+) -> None:
+    """dockerd killed (its build's stream breaks), or frozen (the build fails after --engine-timeout
+    and the engine answers no ping): either way it is left, and the node is built on the other."""
+    prefix = f"lost-{uuid.uuid4().hex[:8]}"
     root, cache, report = tmp_path / "ws", tmp_path / "cache", tmp_path / "report.json"
     with _engines(2, tls_last=False) as engines:
         _workspace(root, engines, module_registry, prefix, slow="sleep 25")
         by_url = {e.url: e for e in engines}
-        command = _command(root, cache, "build", "--executor", "classic", "--report", str(report))
+        command = _command(
+            root, cache, "build", "--executor", "classic", "--engine-timeout", "4", "--report", str(report)
+        )
         with subprocess.Popen(
             command, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as run:
-            killed = _kill_the_engine_running(engines, "sleep 25", run)
+            killed = _lose_the_engine_running(engines, "sleep 25", run, fault)
             stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
         assert killed is not None, "the slow build never started"
         assert run.returncode == 0, stdout + stderr
@@ -226,10 +233,11 @@ def test_an_engine_killed_mid_build_leaves_a_correct_complete_run(module_registr
             api.close()
 
 
-def _kill_the_engine_running(
-    engines: list[PrivateEngine], command: str, run: subprocess.Popen[str]
+def _lose_the_engine_running(
+    engines: list[PrivateEngine], command: str, run: subprocess.Popen[str], fault: str
 ) -> PrivateEngine | None:
-    """kill -9 the engine on which a build step running ``command`` appears; that engine (None if none did)."""
+    """kill -9 (or SIGSTOP) the engine on which a build step running ``command`` appears; that engine
+    (None if none did)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline and run.poll() is None:
         for engine in engines:
@@ -240,7 +248,10 @@ def _kill_the_engine_running(
                 api.close()
             if running:
                 time.sleep(1.0)  # well into the step
-                engine.kill9()
+                if fault == "kill -9":
+                    engine.kill9()
+                else:
+                    engine.sigstop()
                 return engine
         time.sleep(0.2)
     return None
