@@ -60,3 +60,8 @@ def test_result(image_key: str, platform: str, spec: str) -> str:
 def sbom(key: str, platform: str) -> str:
     """The SBOM (CycloneDX JSON text) of the image a key names, on one platform."""
     return f"sbom:{key} {platform}"
+
+
+def scan(key: str, platform: str, command_digest: str) -> str:
+    """A passed scan of the image a key names, on one platform, by one scan command (its digest)."""
+    return f"scan:{key} {platform} {command_digest}"

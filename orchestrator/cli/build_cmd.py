@@ -113,6 +113,14 @@ def build(
             help="The environment variable holding the password of an encrypted --sign-key",
         ),
     ] = SIGN_PASSWORD_ENV,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            "--rescan",
+            help="Run WORKSPACE's scan again on every image of the run, cached ones too, ignoring the passes "
+            "cached (vulnerability databases change)",
+        ),
+    ] = False,
 ) -> None:
     """Build the selected targets and everything they need: in order, in parallel, only what changed."""
     from orchestrator.cli.build_run import BuildCommand, run_build
@@ -145,6 +153,7 @@ def build(
         executor=None if executor is None else executor.value,
         attest=tuple(attestation_names(attest, "--attest")),
         sign_key=key,
+        rescan=rescan,
     )
     run_build(ctx, command)
 

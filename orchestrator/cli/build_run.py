@@ -86,6 +86,7 @@ class BuildCommand:
     executor: str | None = None  # auto | buildkit | classic; None: WORKSPACE's executor
     attest: tuple[str, ...] = ()  # --attest, besides WORKSPACE's attestations
     sign_key: SigningKey | None = None  # --sign-key (with --push), loaded before anything runs
+    rescan: bool = False  # --rescan: WORKSPACE's scan runs again, cached passes ignored
 
     def check(self) -> None:
         """Options that contradict each other (exit 2 before anything runs)."""
@@ -138,6 +139,7 @@ def _build(
             push=command.push,
             engine_timeout_s=command.engine_timeout_s or loaded.workspace.settings.engine_timeout_s,
             executor=command.executor,
+            rescan=command.rescan,
         ),
         locked=command.locked,
         dry_run=command.dry_run,

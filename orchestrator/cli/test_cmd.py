@@ -178,7 +178,8 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
             return summary.exit_code
         if remote is not None:
             remote.check_required()  # a push refused, or the registry gone: ERROR, exit 1
-        probe = docker_probe(spec)  # the image tests run on the home engine (--load brought every image there)
+        # the image tests run on the home engine (the first that answered; --load brought every image there)
+        probe = docker_probe(engine_future.result().home.spec)
         run_options = RunOptions(jobs=at_once, no_cache=command.no_cache, timeout_s=command.timeout_s)
         try:
             outcomes = run_jobs(jobs, summary, store, probe, run_options, _print_outcome)

@@ -105,6 +105,8 @@ class WorkspaceSettings:
     executor: str = "auto"  # one of EXECUTOR_CHOICES: BuildKit when it works, else classic
     engines: tuple[EngineSpec, ...] = ()  # where to build; --engine replaces them (core/engines.py)
     attestations: tuple[str, ...] = ()  # made by every build after it (ATTESTATION_CHOICES); no key input
+    scan: str | None = None  # the scan gate's command, ``{ref}`` for the content tag (pipeline/scan.py); no key input
+    scan_timeout_s: float = 1800.0  # a scan still running after this long fails its node
 
 
 @dataclass(frozen=True, slots=True, order=True)

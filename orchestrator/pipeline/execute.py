@@ -33,6 +33,7 @@ from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.plan import Action, Plan, PlannedNode, check_record
 from orchestrator.pipeline.request import image_request, log_path, read_dockerfile, rootfs_check, rootfs_request
 from orchestrator.pipeline.rootfs import rootfs_tarball
+from orchestrator.pipeline.scan import ScanGate, scan_log
 from orchestrator.pipeline.summary import NodeStatus
 from orchestrator.pipeline.transfers import Holdings
 from orchestrator.registry.cache import RemoteCache
@@ -87,6 +88,7 @@ class Execution:
         base_labels: Mapping[str, str],
         listener: Listener | None = None,
         remote: RemoteCache | None = None,
+        scan: ScanGate | None = None,
     ) -> None:
         self.loaded = loaded
         self.graph = loaded.graph
@@ -97,6 +99,7 @@ class Execution:
         self.base_labels = base_labels
         self.listener = listener
         self.remote = remote
+        self.scan = scan  # WORKSPACE's scan gate: each image built is scanned before its record
         self.done: dict[Node, tuple[NodeStatus, BuildRecord]] = {}  # filled by worker threads
         self.holdings = Holdings(remote=remote)
         self.in_registry = self.holdings.in_registry  # each node's image in the registry cache, if known
@@ -261,6 +264,9 @@ class Execution:
         # The image is what the key names (the executor checked the context sent, the key label and
         # the platform): only now does it get its content tag, and then its record.
         member.executor.tag(result.image_id, target.repository, content_tag(planned.key))
+        if self.scan is not None:  # a failed scan removes the content tag again: no record, push or human tag
+            log = scan_log(log_path(self.cache_dir, node, planned.key))
+            self.scan.gate(member.executor, member.url, planned, log=log, cancel=cancel, progress=self._progress(node))
         self._record(member, planned, result.image_id, started, log=request.log_path, status=NodeStatus.BUILT)
         if self.remote is not None and self.remote.write and self._pushes is not None:
             # Registered before the node's work returns: a child on another engine waits for this upload.

@@ -16,6 +16,7 @@ class BuildOptions:
     load: bool = False  # pull the selection's registry hits too, so the engine has every image
     push: bool = False  # put the selection's human tags in the registry
     executor: str | None = None  # auto | buildkit | classic (--executor); None: WORKSPACE's executor
+    rescan: bool = False  # scan again, ignoring cached passes, cached and pulled nodes too (pipeline/scan.py)
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,6 +1,7 @@
 """The build pipeline: the ONE function ``build`` and ``test`` call, and the Pipeline it drives.
 
-    keys -> (lock check) -> engines -> plan -> warnings -> runnable? -> execute -> promote -> summary -> (attestations)
+    keys -> (lock check) -> engines -> plan -> warnings -> runnable? -> execute -> (rescan) -> promote -> summary
+    -> (attestations)
 
 ``run`` does all of it for a selection and returns the plan and what came of it; the CLI only
 parses, calls it, prints and exits. ``Pipeline`` holds one invocation's state: it gathers what the
@@ -48,6 +49,7 @@ from orchestrator.pipeline.options import BuildOptions, Terminated
 from orchestrator.pipeline.placement import able, simulate
 from orchestrator.pipeline.plan import Action, Known, Plan, make_plan, merge_engines, use_remote
 from orchestrator.pipeline.promote import Holder, promote, publish_selected
+from orchestrator.pipeline.scan import ScanGate, rescan
 from orchestrator.pipeline.summary import (
     BuildSummary,
     ExecutorUse,
@@ -131,6 +133,7 @@ def run(
         return Result(plan=pipeline.placed(plan) if connected is not None else plan, summary=None)
     assert connected is not None
     pipeline.check_bases(plan)
+    pipeline.check_scanner(plan)
     check_runnable(pipeline.fleet, {p.node.platform for p in plan.to_build} | request.commands_on)
     shown = len(remote.notices) if remote is not None else 0
     summary = pipeline.run(plan)
@@ -238,10 +241,14 @@ class Pipeline:
         self._listed = False  # the engines were listed for a plan: a later plan lists them again
         self._new_key_reasons: dict[str, str] = {}
         self._keys: list[NodeKey] = []
+        self._tls_dirs: dict[str, str] = {}  # engine URL -> its TLS directory, for the scanner (scan.py)
 
     def use_engines(self, engines: Engines) -> None:
         """Build on ``engines`` (their home engine's executor becomes ``executor``)."""
         members = [self._member(engine.executor, engine.images, engine.spec) for engine in engines.connected]
+        self._tls_dirs = {
+            m.url: e.spec.tls for m, e in zip(members, engines.connected, strict=True) if e.spec and e.spec.tls
+        }
         self._fleet = Fleet(members)
         self.executor = self._fleet.home.executor
 
@@ -370,6 +377,20 @@ class Pipeline:
         """``--executor``, else WORKSPACE's ``executor`` (auto by default)."""
         return self.options.executor or self.loaded.workspace.settings.executor
 
+    @property
+    def scan_gate(self) -> ScanGate | None:
+        """WORKSPACE's scan gate (``scan.py``), or None."""
+        settings = self.loaded.workspace.settings
+        return ScanGate.of(
+            settings, self.store, root=self.loaded.root, rescan=self.options.rescan, tls_dirs=self._tls_dirs
+        )
+
+    def check_scanner(self, plan: Plan) -> None:
+        """ScannerMissing (exit 2) before anything is built when there is something to scan and no scanner."""
+        gate = self.scan_gate
+        if gate is not None and (plan.to_build or self.options.rescan):
+            gate.check()
+
     def prepare_builds(self, plan: Plan) -> None:
         """Select the builder (once, and only when something is to be built) and check what the builds need.
 
@@ -444,6 +465,7 @@ class Pipeline:
         """Execute ``plan``; what the registry failed to deliver is built here in a second pass."""
         assert self.executor is not None and self.computer is not None
         self.prepare_builds(plan)
+        gate = self.scan_gate
         execution = Execution(
             loaded=self.loaded,
             fleet=self.fleet,
@@ -453,6 +475,7 @@ class Pipeline:
             base_labels=workspace_labels(self.loaded.root),
             listener=self.listener,
             remote=self.remote,
+            scan=gate,
         )
         executed = execution.execute(plan)
         first_pass: Mapping[Node, NodeReport] = {}
@@ -473,6 +496,8 @@ class Pipeline:
         second = all_reports(plan, execution.done, executed.outcomes)
         reports = {n: prefer_work_done(first_pass.get(n), report) for n, report in second.items()}
         reports = self._with_builders(plan, reports, execution)
+        if gate is not None and gate.rescan and not interrupted:  # before promotion: a failed rescan moves no tag
+            reports = rescan(gate, plan, reports, self._engine_url, cache_dir=self.cache_dir, jobs=self.options.jobs)
         holders = partial(self._holders, execution)
         promoted = () if interrupted else promote(self.graph, plan, reports, holders)
         published = None
@@ -493,6 +518,11 @@ class Pipeline:
                 detail=None if self.builder is None else self.builder.detail,
             ),
         )
+
+    def _engine_url(self, report: NodeReport) -> str:
+        """The URL of the engine holding ``report``'s image (the home engine when not known)."""
+        urls = {m.url for m in self.fleet.members}
+        return report.engine if report.engine is not None and report.engine in urls else self.fleet.home.url
 
     def _holders(self, execution: Execution, node: Node) -> list[Holder]:
         """The live engines holding ``node``'s image, the home engine first."""

@@ -28,6 +28,7 @@ CONFINED = {
     "urllib.request": ("registry",),
     "cyclonedx": ("supply",),  # SBOM documents (cyclonedx-python-lib), and the purls it brings
     "packageurl": ("supply",),
+    "cryptography": ("supply",),  # keys and ECDSA signatures, behind orchestrator/supply/signing.py
 }
 
 

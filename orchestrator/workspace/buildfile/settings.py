@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ WORKSPACE_ATTRS = {
     "executor": OPT_STR,
     "engines": ANY_LIST,
     "attestations": OPT_STR_LIST,
+    "scan": OPT_STR,
+    "scan_timeout": OPT_NUMBER,
 }
 KEY_DIGESTS = ("xxh3", "sha256")
 ENGINE_FIELDS = ("url", "jobs", "platforms", "tls")
@@ -66,6 +69,8 @@ def settings_from_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any], root: Pa
         executor=executor,
         engines=_engines(kwargs.get("engines"), root or Path.cwd()),
         attestations=_attestations(kwargs.get("attestations")),
+        scan=_scan(kwargs.get("scan")),
+        scan_timeout_s=_positive(kwargs, "scan_timeout", 1800.0),
     )
 
 
@@ -140,6 +145,25 @@ def _attestations(names: list[str] | None) -> tuple[str, ...]:
     if len(set(names or ())) != len(names or ()):
         raise BuildFileError(f"workspace(): attestations lists a name twice: {names!r}")
     return tuple(names or ())
+
+
+def _scan(command: str | None) -> str | None:
+    """``scan = "trivy image --exit-code 1 {ref}"``: a command line naming the image as ``{ref}``."""
+    if command is None:
+        return None
+    example = '"trivy image --exit-code 1 {ref}"'
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise BuildFileError(f"workspace(): scan {command!r} is not a command line: {exc}") from None
+    if not argv:
+        raise BuildFileError(f"workspace(): scan is an empty command; give one like {example}")
+    if not any("{ref}" in arg for arg in argv[1:]):
+        raise BuildFileError(
+            f"workspace(): scan {command!r} does not name the image: put {{ref}} where the scanner takes it, "
+            f"as in {example}"
+        )
+    return command
 
 
 def _external_images(patterns: list[str] | None) -> tuple[str, ...]:
