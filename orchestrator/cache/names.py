@@ -57,6 +57,11 @@ def test_result(image_key: str, platform: str, spec: str) -> str:
     return "test:" + hashlib.sha256(payload.encode()).hexdigest()
 
 
+def provenance(key: str, platform: str) -> str:
+    """The provenance statement (in-toto JSON text) of the image a key names, on one platform."""
+    return f"provenance:{key} {platform}"
+
+
 def sbom(key: str, platform: str) -> str:
     """The SBOM (CycloneDX JSON text) of the image a key names, on one platform."""
     return f"sbom:{key} {platform}"

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 from orchestrator.core.content import content_tag
 from orchestrator.core.model import ImageTarget, Node
@@ -44,14 +45,8 @@ from orchestrator.supply.provenance import (
 from orchestrator.workspace.loading import LoadedWorkspace
 from orchestrator.workspace.vcs import git_value
 
-PROVENANCE_PREFIX = "provenance:"  # belongs in cache/names.py beside ``sbom:``
 UNKNOWN = "unknown"  # the builder or engine of an image this run did not build
 ATTESTABLE = frozenset({NodeStatus.BUILT, NodeStatus.CACHED, NodeStatus.PULLED, NodeStatus.REMOTE_CACHED})
-
-
-def provenance_name(key: str, platform: str) -> str:
-    """The store's name for the provenance statement (JSON text) of a key on one platform."""
-    return f"{PROVENANCE_PREFIX}{key} {platform}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,7 +138,7 @@ def build_facts(
 
 def cached_provenance(store: Store, node: Node, key: str, subject: Subject) -> Provenance | None:
     """The statement stored for ``key`` on the node's platform, about ``subject``; None when none is stored."""
-    text = store.get(provenance_name(key, node.platform))
+    text = store.get(names.provenance(key, node.platform))
     if not isinstance(text, str):
         return None
     try:
@@ -155,7 +150,7 @@ def cached_provenance(store: Store, node: Node, key: str, subject: Subject) -> P
     if current != wanted:  # pushed since, or a registry set since: the same build, another subject
         statement["subject"] = wanted
         text = json.dumps(statement, indent=2, sort_keys=True) + "\n"
-        store.set(provenance_name(key, node.platform), text)
+        store.set(names.provenance(key, node.platform), text)
     return Provenance(node=node, key=key, subject=subject, text=text, cached=True)
 
 
@@ -188,6 +183,6 @@ def make_provenance(
         except (ValueError, KeyError) as exc:
             warnings.append(f"{report.node}: no provenance: {exc}")
             continue
-        store.set(provenance_name(report.key, report.node.platform), text)
+        store.set(names.provenance(report.key, report.node.platform), text)
         made[report.node] = Provenance(node=report.node, key=report.key, subject=subject, text=text, cached=False)
     return made, warnings

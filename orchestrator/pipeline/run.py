@@ -103,8 +103,10 @@ def run(
     ``engine`` is called once the keys are computed (a future's ``result``: connecting runs beside
     the hashing); a dry run goes on without one when it raises. Several engines need a writable
     registry cache (UsageError otherwise); those that did not answer are a WARNING each.
-    ``request.attest`` (``sbom``) makes and caches the SBOM of each node on the engine holding it after
-    the build (``attest.py``; a failure is one of the summary's warnings). ``warn`` receives the plan's
+    ``request.attest`` (``sbom``, ``provenance``) makes and caches them for each node, reading the
+    engine holding it, after the build; with ``--push`` they are attached to the pushed images, and
+    ``request.sign_key`` signs those (``attest.py``; a failure is one of the summary's warnings). WORKSPACE's
+    ``scan`` runs as part of each node built (``scan.py``). ``warn`` receives the plan's
     notices (WARNING or ERROR), the builder's fallback (once, before anything is built), then the ERROR ones
     of the run (its warnings are in the summary).
     """

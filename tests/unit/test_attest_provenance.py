@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+from orchestrator.cache import names
 from orchestrator.cache.store import Store
 from orchestrator.core.content import content_tag
 from orchestrator.keys.hashing import keys_with_store
-from orchestrator.pipeline.attest_provenance import make_provenance, provenance_name
+from orchestrator.pipeline.attest_provenance import make_provenance
 from orchestrator.pipeline.summary import NodeReport, NodeStatus
 from orchestrator.workspace.loading import load
 from tests.workspaces import ScratchWorkspace
@@ -80,7 +81,7 @@ def test_provenance_lists_pins_parents_and_inputs_and_is_cached(workspace: Scrat
             "annotations": {"orchestrator:source": "engine"},
         } in base_statement["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert base_statement["predicate"]["buildDefinition"]["internalParameters"]["builder"] == "unknown"
-        assert store.get(provenance_name(app.key, "linux/amd64")) == made[app.node].text
+        assert store.get(names.provenance(app.key, "linux/amd64")) == made[app.node].text
 
         # A later run finds it cached (another builder is not what built it) and only moves the subject.
         cached_app = NodeReport(node=app.node, key=app.key, status=NodeStatus.CACHED, reason="", image_id=BASE_ID)

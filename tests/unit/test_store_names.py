@@ -24,6 +24,7 @@ def test_every_namespace_keeps_its_name() -> None:
     assert names.quick(tree) == "quick:" + tree
     assert names.load("3", "0.1.0", "linux/amd64", "/ws") == "load:3:0.1.0:linux/amd64:/ws"
     assert names.sbom("k1", "linux/arm64") == "sbom:k1 linux/arm64"
+    assert names.provenance("k1", "linux/arm64") == "provenance:k1 linux/arm64"
     assert names.scan("k1", "linux/arm64", "d1") == "scan:k1 linux/arm64 d1"
     assert names.test_result("k1", "linux/amd64", "{}") == (
         "test:" + __import__("hashlib").sha256(b'["k1","linux/amd64","{}"]').hexdigest()
