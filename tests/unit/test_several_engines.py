@@ -245,3 +245,27 @@ def test_several_engines_need_a_writable_registry_cache() -> None:
     with pytest.raises(UsageError, match="--no-remote-cache-write forbids writing"):
         check_several(engines(a, b), RemoteCache(FakeRegistry(), write=False))
     check_several(engines(a), None)  # one engine: no registry needed
+
+
+def test_an_engine_that_does_not_answer_at_the_start_is_left_out(family: ScratchWorkspace, tmp_path: Path) -> None:
+    from orchestrator.engine.api import DaemonUnavailable
+    from orchestrator.engine.local import connect_all
+
+    registry = FakeRegistry()
+    a, c = FakeExecutor(url=A, registry=registry), FakeExecutor(url=C, registry=registry)
+    fakes = {A: a, C: c}
+
+    def connect(spec: EngineSpec | None) -> Engine:
+        assert spec is not None
+        if spec.url == B:
+            raise DaemonUnavailable(f"cannot reach the Docker daemon at {B}: connection refused")
+        return Engine(executor=fakes[spec.url], images=fakes[spec.url].references(), spec=spec)
+
+    connected = connect_all([EngineSpec(url=B), EngineSpec(url=A), EngineSpec(url=C)], connect)
+    assert [e.executor for e in connected.connected] == [a, c]  # the first that answered is home
+    assert [spec.url for spec, _ in connected.unreachable] == [B] and connected.count == 3
+    summary = run(family, connected, registry, tmp_path / "cache")
+    assert summary.exit_code == 0
+    assert {r.engine for r in summary.reports} <= {A, C}
+    with pytest.raises(DaemonUnavailable, match="connection refused"):
+        connect_all([EngineSpec(url=B)], connect)  # none answers: the first's error, exit 2
