@@ -132,6 +132,7 @@ def _build(
         labels=selected,
         options=BuildOptions(
             jobs=command.jobs or (spec.jobs if spec is not None else None) or os.cpu_count() or 1,
+            jobs_given=command.jobs,
             keep_going=command.keep_going,
             no_cache=command.no_cache,
             platforms=command.platforms,

@@ -142,6 +142,7 @@ def _run(ctx: typer.Context, command: ImageTestOptions) -> int:
     cache_dir = loaded.workspace.cache_dir(options(ctx).cache_dir)
     build_options = BuildOptions(
         jobs=at_once,
+        jobs_given=command.jobs,
         keep_going=True,
         platforms=tuple(sorted({job.platform for job in jobs})),
         load=True,  # a node the registry cache holds is pulled: its tests need it in the engine

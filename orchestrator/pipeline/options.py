@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    jobs_given: int | None = None  # --jobs: with several engines, each one's slots (else its jobs, else the cores)
     keep_going: bool = True
     no_cache: bool = False  # build the selected nodes again, without the engine's layer cache
     engine_timeout_s: float | None = None  # a build fails when its engine answers nothing for this long

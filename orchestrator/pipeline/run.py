@@ -14,6 +14,7 @@ a run would make (``placement.simulate``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
@@ -247,7 +248,12 @@ class Pipeline:
 
     def use_engines(self, engines: Engines) -> None:
         """Build on ``engines`` (their home engine's executor becomes ``executor``)."""
-        members = [self._member(engine.executor, engine.images, engine.spec) for engine in engines.connected]
+        # With several engines, one without jobs of its own gets the cores here, not the home engine's jobs.
+        default_jobs = (os.cpu_count() or 1) if engines.count > 1 else self.options.jobs
+        members = [
+            self._member(engine.executor, engine.images, engine.spec, default_jobs=default_jobs)
+            for engine in engines.connected
+        ]
         self._tls_dirs = {
             m.url: e.spec.tls for m, e in zip(members, engines.connected, strict=True) if e.spec and e.spec.tls
         }
@@ -259,17 +265,25 @@ class Pipeline:
         """The engines built on (one made of ``executor`` when ``use_engines`` was not called)."""
         if self._fleet is None:
             assert self.executor is not None
-            self._fleet = Fleet([self._member(self.executor, None, None)])
+            self._fleet = Fleet([self._member(self.executor, None, None, default_jobs=self.options.jobs)])
         return self._fleet
 
-    def _member(self, executor: Executor, images: Mapping[str, ImageSummary] | None, spec: EngineSpec | None) -> Member:
+    def _member(
+        self,
+        executor: Executor,
+        images: Mapping[str, ImageSummary] | None,
+        spec: EngineSpec | None,
+        *,
+        default_jobs: int,
+    ) -> Member:
+        """One engine of the run; its slots: --jobs, else its entry's jobs, else ``default_jobs``."""
         url = getattr(executor, "url", None)
         url = url if isinstance(url, str) else LOCAL_SOCKET
         native = spec.platforms if spec is not None and spec.platforms else (executor.native_platform(),)
         return Member(
             url=url,
             executor=executor,
-            jobs=(spec.jobs if spec is not None else None) or self.options.jobs,
+            jobs=self.options.jobs_given or (spec.jobs if spec is not None else None) or default_jobs,
             native=frozenset(native),
             emulates=None,
             records=self.records.on(records_namespace(url)),

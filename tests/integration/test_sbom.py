@@ -10,27 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.dpkg import OS_RELEASE, STATUS
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
 
-STATUS = """\
-Package: base-files
-Status: install ok installed
-Architecture: amd64
-Version: 12.4+deb12u5
-
-Package: libold1
-Status: deinstall ok config-files
-Architecture: amd64
-Version: 1.0-1
-
-Package: zlib1g
-Status: install ok installed
-Architecture: amd64
-Version: 1:1.2.13.dfsg-1
-"""
-OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
 METADATA = "Metadata-Version: 2.1\nName: Requests_Toolbelt\nVersion: 1.0.0\n\nA body.\n"
 DIST_INFO = "/usr/lib/python3/dist-packages/requests_toolbelt-1.0.0.dist-info/METADATA"
 

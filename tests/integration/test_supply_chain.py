@@ -16,27 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from orchestrator.registry.artifacts import fetch_artifact, referrers, signature_tag
 from orchestrator.registry.client import Registry
 from orchestrator.workspace.lockfile import LOCK_FILE
+from tests.dpkg import OS_RELEASE, STATUS
 from tests.workspaces import ScratchWorkspace
 
 pytestmark = pytest.mark.integration
 
-STATUS = """\
-Package: base-files
-Status: install ok installed
-Architecture: amd64
-Version: 12.4+deb12u5
-
-Package: libold1
-Status: deinstall ok config-files
-Architecture: amd64
-Version: 1.0-1
-
-Package: zlib1g
-Status: install ok installed
-Architecture: amd64
-Version: 1:1.2.13.dfsg-1
-"""
-OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
 SBOM_TYPE = "application/vnd.cyclonedx+json"
 PROVENANCE_TYPE = "application/vnd.in-toto+json"
 

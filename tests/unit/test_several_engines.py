@@ -269,3 +269,24 @@ def test_an_engine_that_does_not_answer_at_the_start_is_left_out(family: Scratch
     assert {r.engine for r in summary.reports} <= {A, C}
     with pytest.raises(DaemonUnavailable, match="connection refused"):
         connect_all([EngineSpec(url=B)], connect)  # none answers: the first's error, exit 2
+
+
+def test_each_engine_gets_jobs_from_the_command_line_else_its_entry_else_the_cores(
+    family: ScratchWorkspace, tmp_path: Path
+) -> None:
+    import os
+
+    registry = FakeRegistry()
+    a, b = FakeExecutor(url=A, registry=registry), FakeExecutor(url=B, registry=registry)
+    declared = Engines(
+        connected=(
+            Engine(executor=a, images={}, spec=EngineSpec(url=A, jobs=3)),
+            Engine(executor=b, images={}, spec=EngineSpec(url=B)),
+        )
+    )
+    build, _ = pipeline(family, declared, registry, tmp_path / "one", jobs=3)
+    assert [m.jobs for m in build.fleet.members] == [3, os.cpu_count() or 1]  # not the home engine's 3
+    build.store.close()
+    build, _ = pipeline(family, declared, registry, tmp_path / "two", jobs=2, jobs_given=2)
+    assert [m.jobs for m in build.fleet.members] == [2, 2]  # --jobs: every engine's
+    build.store.close()
