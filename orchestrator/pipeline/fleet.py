@@ -5,18 +5,27 @@ nothing on another engine) and its capacity (its ``jobs``). Worker threads ``acq
 ready node (the rule is ``placement.choose``), ``release`` it when the node's work ends, and ask
 ``went_down`` after a failure: an engine that answers no ping is marked down for the rest of the run,
 so its node can be retried once on another. With one engine the fleet is that engine, always chosen.
+
+Before a run: ``member_of`` makes a member of a connected engine, ``check_several`` refuses several
+engines without a registry cache to write to, ``check_runnable`` checks that every platform can run
+on some engine (natively, or under this machine's QEMU).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.cache.records import Records
+from orchestrator.core.engines import LOCAL_SOCKET, SEVERAL_ENGINES_NEED_A_REGISTRY, EngineSpec, records_namespace
 from orchestrator.engine.api import Executor, ImageSummary
-from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError
+from orchestrator.engine.emulation import check_emulation, emulator_problem
+from orchestrator.engine.local import Engines
+from orchestrator.errors import EXIT_BUILD_FAILED, OrchestratorError, UsageError
+from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.placement import Slots, able, choose
+from orchestrator.registry.cache import RemoteCache
 
 PING_TIMEOUT_S = 5.0  # how long a failed node's engine has to answer before it counts as down
 
@@ -139,3 +148,50 @@ class Fleet:
         if tried:
             parts.append(f"already tried: {', '.join(sorted(tried))}")
         return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def member_of(
+    executor: Executor,
+    images: Mapping[str, ImageSummary] | None,
+    spec: EngineSpec | None,
+    records: Records,
+    options: BuildOptions,
+    *,
+    default_jobs: int,
+) -> Member:
+    """One engine of a run; its slots: --jobs, else its entry's jobs, else ``default_jobs``; its records
+    those of its URL (``core/engines.py: records_namespace``)."""
+    url = getattr(executor, "url", None)
+    url = url if isinstance(url, str) else LOCAL_SOCKET
+    native = spec.platforms if spec is not None and spec.platforms else (executor.native_platform(),)
+    return Member(
+        url=url,
+        executor=executor,
+        jobs=options.jobs_given or (spec.jobs if spec is not None else None) or default_jobs,
+        native=frozenset(native),
+        emulates=None,
+        records=records.on(records_namespace(url)),
+        images=images or {},
+    )
+
+
+def check_several(engines: Engines, remote: RemoteCache | None) -> None:
+    """UsageError when several engines are asked for without a registry cache they can write to."""
+    if engines.count > 1 and (remote is None or not remote.write):
+        why = "no registry cache is set" if remote is None else "--no-remote-cache-write forbids writing to it"
+        raise UsageError(f"{engines.count} engines asked for, but {why}: {SEVERAL_ENGINES_NEED_A_REGISTRY}")
+
+
+def check_runnable(fleet: Fleet, platforms: Iterable[str]) -> None:
+    """Every platform to build or run can run on some engine: natively, or under an emulator of this
+    machine (an engine elsewhere is assumed to emulate what it does not run natively). Notes on each
+    engine on this machine what it emulates, for placement."""
+    wanted = set(platforms)
+    for member in fleet.live():
+        if member.executor.is_local():
+            native = member.executor.native_platform()
+            member.emulates = frozenset(p for p in wanted - member.native if emulator_problem(p, native) is None)
+    for platform in sorted(wanted):
+        if not able(platform, [m.slots() for m in fleet.live()]):
+            home = fleet.home
+            check_emulation([platform], home.executor.native_platform())  # raises, saying what to install

@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING
 
 from orchestrator.cache.records import BuildRecord, Records
 from orchestrator.cache.store import Store
-from orchestrator.core.engines import LOCAL_SOCKET, SEVERAL_ENGINES_NEED_A_REGISTRY, EngineSpec, records_namespace
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
 from orchestrator.engine.api import BuilderChoice, Executor, ImageSummary, TransferFailed
-from orchestrator.engine.emulation import check_emulation, emulator_problem
 from orchestrator.engine.local import Engine, Engines
 from orchestrator.errors import NothingMatchedError, OrchestratorError, UsageError
 from orchestrator.keys.hashing import keys_with_store
@@ -38,7 +36,7 @@ from orchestrator.pipeline import scheduler
 from orchestrator.pipeline.attest import Supply, attest
 from orchestrator.pipeline.builder import check_builds
 from orchestrator.pipeline.execute import Executed, Execution, Listener
-from orchestrator.pipeline.fleet import Fleet, Member
+from orchestrator.pipeline.fleet import Fleet, check_runnable, check_several, member_of
 from orchestrator.pipeline.hermetic import (
     check_base_platforms,
     check_bases_found,
@@ -47,7 +45,7 @@ from orchestrator.pipeline.hermetic import (
     check_pinned_images,
 )
 from orchestrator.pipeline.options import BuildOptions, Terminated
-from orchestrator.pipeline.placement import able, simulate
+from orchestrator.pipeline.placement import simulate
 from orchestrator.pipeline.plan import Action, Known, Plan, make_plan, merge_engines, use_remote
 from orchestrator.pipeline.promote import Holder, promote, publish_selected
 from orchestrator.pipeline.scan import ScanGate, rescan
@@ -157,28 +155,6 @@ def plan_warnings(remote: RemoteCache | None, plan: Plan) -> list[Notice]:
     return notices
 
 
-def check_several(engines: Engines, remote: RemoteCache | None) -> None:
-    """UsageError when several engines are asked for without a registry cache they can write to."""
-    if engines.count > 1 and (remote is None or not remote.write):
-        why = "no registry cache is set" if remote is None else "--no-remote-cache-write forbids writing to it"
-        raise UsageError(f"{engines.count} engines asked for, but {why}: {SEVERAL_ENGINES_NEED_A_REGISTRY}")
-
-
-def check_runnable(fleet: Fleet, platforms: Iterable[str]) -> None:
-    """Every platform to build or run can run on some engine: natively, or under an emulator of this
-    machine (an engine elsewhere is assumed to emulate what it does not run natively). Notes on each
-    engine on this machine what it emulates, for placement."""
-    wanted = set(platforms)
-    for member in fleet.live():
-        if member.executor.is_local():
-            native = member.executor.native_platform()
-            member.emulates = frozenset(p for p in wanted - member.native if emulator_problem(p, native) is None)
-    for platform in sorted(wanted):
-        if not able(platform, [m.slots() for m in fleet.live()]):
-            home = fleet.home
-            check_emulation([platform], home.executor.native_platform())  # raises, saying what to install
-
-
 def remote_cache(
     loaded: LoadedWorkspace,
     registry: str | None,
@@ -251,7 +227,9 @@ class Pipeline:
         # With several engines, one without jobs of its own gets the cores here, not the home engine's jobs.
         default_jobs = (os.cpu_count() or 1) if engines.count > 1 else self.options.jobs
         members = [
-            self._member(engine.executor, engine.images, engine.spec, default_jobs=default_jobs)
+            member_of(
+                engine.executor, engine.images, engine.spec, self.records, self.options, default_jobs=default_jobs
+            )
             for engine in engines.connected
         ]
         self._tls_dirs = {
@@ -265,30 +243,10 @@ class Pipeline:
         """The engines built on (one made of ``executor`` when ``use_engines`` was not called)."""
         if self._fleet is None:
             assert self.executor is not None
-            self._fleet = Fleet([self._member(self.executor, None, None, default_jobs=self.options.jobs)])
+            self._fleet = Fleet(
+                [member_of(self.executor, None, None, self.records, self.options, default_jobs=self.options.jobs)]
+            )
         return self._fleet
-
-    def _member(
-        self,
-        executor: Executor,
-        images: Mapping[str, ImageSummary] | None,
-        spec: EngineSpec | None,
-        *,
-        default_jobs: int,
-    ) -> Member:
-        """One engine of the run; its slots: --jobs, else its entry's jobs, else ``default_jobs``."""
-        url = getattr(executor, "url", None)
-        url = url if isinstance(url, str) else LOCAL_SOCKET
-        native = spec.platforms if spec is not None and spec.platforms else (executor.native_platform(),)
-        return Member(
-            url=url,
-            executor=executor,
-            jobs=self.options.jobs_given or (spec.jobs if spec is not None else None) or default_jobs,
-            native=frozenset(native),
-            emulates=None,
-            records=self.records.on(records_namespace(url)),
-            images=images or {},
-        )
 
     def executor_of(self, report: NodeReport) -> Executor:
         """The engine holding ``report``'s image (the home engine when not known)."""

@@ -15,10 +15,11 @@ from orchestrator.core.model import Node
 from orchestrator.engine.api import KEY_LABEL, BuildRequest
 from orchestrator.engine.local import Engine, Engines
 from orchestrator.errors import UsageError
+from orchestrator.pipeline.fleet import check_several
 from orchestrator.pipeline.options import BuildOptions
 from orchestrator.pipeline.placement import Slots, able, choose, simulate
 from orchestrator.pipeline.plan import Action, Plan
-from orchestrator.pipeline.run import Pipeline, check_several
+from orchestrator.pipeline.run import Pipeline
 from orchestrator.pipeline.summary import BuildSummary, NodeStatus
 from orchestrator.registry.cache import RemoteCache
 from orchestrator.workspace.loading import load
