@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,7 @@ from orchestrator.cache.locks import key_lock
 from orchestrator.cache.records import BuildRecord
 from orchestrator.core.content import content_tag
 from orchestrator.core.model import ImageTarget, Node, RootfsTarget
-from orchestrator.engine.api import BuildRequest, ImageSummary, Progress
+from orchestrator.engine.api import BuildRequest, ImageSummary, Progress, TransferFailed
 from orchestrator.errors import OrchestratorError
 from orchestrator.keys.keys import KeyComputer
 from orchestrator.pipeline import scheduler
@@ -233,8 +233,12 @@ class Execution:
         info = self.remote.pull(member.executor, planned, repository, copy=planned.remote)
         self._record(member, planned, info.image_id, started, log="", status=NodeStatus.PULLED)
 
-    def _onto(self, member: Member, node: Node) -> str:
-        """The image ID of ``node`` on ``member``, pulling it there through the registry cache first if need be."""
+    def _onto(self, member: Member, node: Node, cancel: threading.Event | None = None) -> str:
+        """The image ID of ``node`` on ``member``, pulling it there through the registry cache first if need be.
+
+        With ``cancel`` (a child's build needs it), a node that no live engine holds and the registry
+        lacks (every engine holding it went down before its upload) is built again on ``member``.
+        """
         planned = self._by_node[node]
         repository = self.graph.targets[node.label].repository
 
@@ -248,14 +252,26 @@ class Execution:
                 self.engine_of.setdefault(node, member.url)
             return info.image_id
 
-        return self.holdings.onto(member.url, planned, pull, push=self._push_now)
+        try:
+            return self.holdings.onto(member.url, planned, pull, push=self._push_now)
+        except TransferFailed:
+            if cancel is None or any(self.fleet.member(url).down is None for url in self.holdings.holders(node)):
+                raise
+            self._note(
+                f"{node}: held only on engines that went down, and not in the registry; built again on {member.url}"
+            )
+            self._work_on(member, replace(planned, action=Action.BUILD), cancel)
+            found = self.holdings.image_on(node, member.url)
+            if found is None:
+                raise
+            return found
 
     def _build(self, member: Member, planned: PlannedNode, cancel: threading.Event) -> None:
         node = planned.node
         target = self.graph.targets[node.label]
         started = time.monotonic()
         if isinstance(target, ImageTarget):
-            request = self._image_request(member, planned, target)
+            request = self._image_request(member, planned, target, cancel)
         else:
             request = self._rootfs_request(planned, target, cancel)
         result = member.executor.build(request, cancel, self._progress(node))
@@ -276,11 +292,13 @@ class Execution:
         listener = self.listener
         return None if listener is None else lambda step: listener.step(node, step)
 
-    def _image_request(self, member: Member, planned: PlannedNode, target: ImageTarget) -> BuildRequest:
+    def _image_request(
+        self, member: Member, planned: PlannedNode, target: ImageTarget, cancel: threading.Event
+    ) -> BuildRequest:
         node = planned.node
         parent_images = {}
         for parent in self.graph.node_deps[node].parents:
-            parent_images[parent.node] = (self._by_node[parent.node].image, self._onto(member, parent.node))
+            parent_images[parent.node] = (self._by_node[parent.node].image, self._onto(member, parent.node, cancel))
         return image_request(
             target=target,
             node=node,

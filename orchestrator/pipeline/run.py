@@ -26,7 +26,7 @@ from orchestrator.cache.store import Store
 from orchestrator.core.label import Label
 from orchestrator.core.model import Node
 from orchestrator.core.platforms import normalize
-from orchestrator.engine.api import BuilderChoice, Executor, ImageSummary, TransferFailed
+from orchestrator.engine.api import BuilderChoice, DaemonUnavailable, Executor, ImageSummary, TransferFailed
 from orchestrator.engine.local import Engine, Engines
 from orchestrator.errors import NothingMatchedError, OrchestratorError, UsageError
 from orchestrator.keys.hashing import keys_with_store
@@ -381,7 +381,12 @@ class Pipeline:
             if self.builder.warning:
                 self.warn(Notice(message=self.builder.warning))
             for member in self.fleet.live()[1:]:  # each engine reaches its own BuildKit
-                other = member.executor.select_builder(self.requested_builder)
+                try:
+                    other = member.executor.select_builder(self.requested_builder)
+                except DaemonUnavailable as exc:  # gone since it was listed: left for the rest of the run
+                    self.fleet.mark_down(member, str(exc))
+                    self.warn(Notice(message=f"engine {member.url} went down; not used this run: {exc}"))
+                    continue
                 if other.warning:
                     self.warn(Notice(message=f"{member.url}: {other.warning}"))
         check_builds(self.graph, self.loaded.root, nodes, self.builder, self.requested_builder, self.executor)

@@ -291,3 +291,27 @@ def test_each_engine_gets_jobs_from_the_command_line_else_its_entry_else_the_cor
     build, _ = pipeline(family, declared, registry, tmp_path / "two", jobs=2, jobs_given=2)
     assert [m.jobs for m in build.fleet.members] == [2, 2]  # --jobs: every engine's
     build.store.close()
+
+
+def test_a_parent_held_only_on_an_engine_that_went_down_is_built_again(
+    family: ScratchWorkspace, tmp_path: Path
+) -> None:
+    before = FakeRegistry()
+    b = FakeExecutor(url=B, registry=before)
+    assert run(family, engines(b), before, tmp_path / "cache").exit_code == 0  # everything on b
+    empty = FakeRegistry()  # a registry cache that never saw them: b's images reach no one else
+    b.registry = empty
+    a = FakeExecutor(url=A, registry=empty)
+    family.write({"apps/api/app/main.py": "print('changed')\n"})
+    build, plan = pipeline(family, engines(a, b), empty, tmp_path / "cache")
+    assert {p.engine for p in plan.nodes if p.action is Action.CACHED} == {B}
+    b.daemon_up = False  # b goes down after planning (found when its builder is chosen): left for the run
+    summary = build.run(plan)
+    build.store.close()
+    assert summary.exit_code == 0, [(r.node, r.status, r.error) for r in summary.reports]
+    got = {str(r.node.label): (r.status, r.engine) for r in summary.reports}
+    assert got["//apps/api:api"] == (NodeStatus.BUILT, A)
+    for parent in ("//lang/python:company-python-base", "//base:company-base", "//rootfs:debian"):
+        assert got[parent] == (NodeStatus.BUILT, A), parent  # its only copy was on b: built again on a
+    assert got["//apps/web:web"] == (NodeStatus.CACHED, B)  # untouched: held on b, needed by nothing
+    assert any("built again on" in w for w in summary.warnings), summary.warnings
