@@ -297,16 +297,26 @@ def _print_table(console: Console, reports: list[NodeReport]) -> None:
 
     A console too narrow for the table gets one line per node instead.
     """
+    several = len({r.engine for r in reports if r.engine}) > 1  # built on several engines: say where
     table = Table(title="build summary", show_lines=False)
     for column in ("target", "platform", "status", "time"):
         table.add_column(column, no_wrap=True)
+    if several:
+        table.add_column("engine", overflow="fold")
     table.add_column("why", overflow="fold", min_width=WHY_MIN_WIDTH)
     rows = [
-        (str(r.node.label), r.node.platform, str(r.status), f"{r.duration_s:.1f}s" if r.duration_s else "", r.reason)
+        (
+            str(r.node.label),
+            r.node.platform,
+            str(r.status),
+            f"{r.duration_s:.1f}s" if r.duration_s else "",
+            f"{r.reason} (on {r.engine})" if several and r.engine else r.reason,
+        )
         for r in reports
     ]
-    for (label, platform, status, took, why), r in zip(rows, reports, strict=True):
-        table.add_row(label, platform, Text(status, style=STYLE[r.status]), took, why)
+    for (label, platform, status, took, _why), r in zip(rows, reports, strict=True):
+        where = [r.engine or ""] if several else []
+        table.add_row(label, platform, Text(status, style=STYLE[r.status]), took, *where, r.reason)
     needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
     if needed <= console.width:
         console.print(table)

@@ -205,6 +205,25 @@ def test_the_summary_table_never_splits_a_label_or_platform() -> None:
         assert "cancelled" in text and max(len(line) for line in text.splitlines()) <= width
 
 
+def test_with_several_engines_the_summary_says_where_each_node_is() -> None:
+    for width in (160, 60):
+        console, out = plain_console(width)
+        print_summary(
+            console,
+            summary_of(
+                NodeReport(node=NODE, key="k", status=NodeStatus.BUILT, reason="new", engine="tcp://10.0.0.5:2376"),
+                NodeReport(node=LONG, key="k", status=NodeStatus.BUILT, reason="new", engine="unix:///b.sock"),
+            ),
+        )
+        text = out.getvalue()
+        assert "tcp://10.0.0.5:2376" in text and "unix:///b.sock" in text, text
+    console, out = plain_console(160)
+    print_summary(
+        console, summary_of(NodeReport(node=NODE, key="k", status=NodeStatus.BUILT, reason="new", engine="e"))
+    )
+    assert "engine" not in out.getvalue()  # one engine: no column
+
+
 def test_strip_ansi_removes_colours_cursor_moves_and_titles() -> None:
     assert strip_ansi("\x1b[1;32mok\x1b[0m \x1b[2K\x1b]0;title\x07done\x1b(B") == "ok done"
 
