@@ -169,10 +169,8 @@ class Execution:
         by_node = plan.by_node()
         durations = {}
         for node in work:
-            last = self.fleet.home.records.last_key(node)
-            found = (m.records.get(last) for m in self.fleet.members) if last else iter(())
-            record = next((r for r in found if r is not None), None)
-            durations[node] = record.duration_s if record and by_node[node].action is Action.BUILD else 1.0
+            last = self.fleet.last_duration(node)
+            durations[node] = last if last is not None and by_node[node].action is Action.BUILD else 1.0
         return durations
 
     def _note(self, message: str) -> None:

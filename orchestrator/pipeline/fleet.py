@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.cache.records import Records
 from orchestrator.core.engines import LOCAL_SOCKET, SEVERAL_ENGINES_NEED_A_REGISTRY, EngineSpec, records_namespace
+from orchestrator.core.model import Node
 from orchestrator.engine.api import Executor, ImageSummary
 from orchestrator.engine.emulation import check_emulation, emulator_problem
 from orchestrator.engine.local import Engines
@@ -47,6 +48,7 @@ class Member:
     emulates: frozenset[str] | None  # what it runs under emulation (None: any, as far as is known)
     records: Records
     images: Mapping[str, ImageSummary] = field(default_factory=dict)  # one listing, taken at connection
+    tls: str | None = None  # its TLS directory (ca.pem, cert.pem, key.pem), when its entry names one
     running: int = 0
     down: str | None = None  # why it is left alone for the rest of the run
 
@@ -75,6 +77,17 @@ class Fleet:
 
     def member(self, url: str) -> Member:
         return self._by_url[url]
+
+    def holding(self, url: str | None) -> Member:
+        """The engine at ``url`` (where a report says a node's image is), else the home engine."""
+        return self._by_url.get(url or "", self.home)
+
+    def last_duration(self, node: Node) -> float | None:
+        """How long ``node``'s last key took to build, on whichever engine recorded it (None: unknown)."""
+        last = self.home.records.last_key(node)  # one for all engines
+        found = (m.records.get(last) for m in self.members) if last else iter(())
+        record = next((r for r in found if r is not None), None)
+        return None if record is None else record.duration_s
 
     def live(self) -> list[Member]:
         with self._changed:
@@ -172,6 +185,7 @@ def member_of(
         emulates=None,
         records=records.on(records_namespace(url)),
         images=images or {},
+        tls=spec.tls if spec is not None else None,
     )
 
 

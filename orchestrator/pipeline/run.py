@@ -220,7 +220,6 @@ class Pipeline:
         self._listed = False  # the engines were listed for a plan: a later plan lists them again
         self._new_key_reasons: dict[str, str] = {}
         self._keys: list[NodeKey] = []
-        self._tls_dirs: dict[str, str] = {}  # engine URL -> its TLS directory, for the scanner (scan.py)
 
     def use_engines(self, engines: Engines) -> None:
         """Build on ``engines`` (their home engine's executor becomes ``executor``)."""
@@ -232,9 +231,6 @@ class Pipeline:
             )
             for engine in engines.connected
         ]
-        self._tls_dirs = {
-            m.url: e.spec.tls for m, e in zip(members, engines.connected, strict=True) if e.spec and e.spec.tls
-        }
         self._fleet = Fleet(members)
         self.executor = self._fleet.home.executor
 
@@ -250,8 +246,11 @@ class Pipeline:
 
     def executor_of(self, report: NodeReport) -> Executor:
         """The engine holding ``report``'s image (the home engine when not known)."""
-        urls = {m.url for m in self.fleet.members}
-        return self.fleet.member(report.engine).executor if report.engine in urls else self.fleet.home.executor
+        return self.fleet.holding(report.engine).executor
+
+    def _tls_dirs(self) -> dict[str, str]:
+        """Engine URL -> its TLS directory, for the scanner (scan.py)."""
+        return {m.url: m.tls for m in self.fleet.members if m.tls} if self.executor is not None else {}
 
     def selected_nodes(self, labels: Iterable[Label]) -> list[Node]:
         """The selection's nodes (only ``options.platforms``' if given)."""
@@ -356,7 +355,7 @@ class Pipeline:
         """WORKSPACE's scan gate (``scan.py``), or None."""
         settings = self.loaded.workspace.settings
         return ScanGate.of(
-            settings, self.store, root=self.loaded.root, rescan=self.options.rescan, tls_dirs=self._tls_dirs
+            settings, self.store, root=self.loaded.root, rescan=self.options.rescan, tls_dirs=self._tls_dirs()
         )
 
     def check_scanner(self, plan: Plan) -> None:
@@ -413,9 +412,8 @@ class Pipeline:
         parents = {n: list(self.graph.nodes.predecessors(n)) for n in to_build}
         durations = {}
         for node in to_build:
-            last = self.records.last_key(node)
-            record = next((r for m in self.fleet.members if last and (r := m.records.get(last))), None)
-            durations[node] = record.duration_s if record is not None else 1.0
+            last = self.fleet.last_duration(node)
+            durations[node] = last if last is not None else 1.0
         held = {p.node: frozenset(url for url, _ in p.held) for p in plan.nodes if p.held}
         where = simulate(
             to_build,
@@ -500,8 +498,7 @@ class Pipeline:
 
     def _engine_url(self, report: NodeReport) -> str:
         """The URL of the engine holding ``report``'s image (the home engine when not known)."""
-        urls = {m.url for m in self.fleet.members}
-        return report.engine if report.engine is not None and report.engine in urls else self.fleet.home.url
+        return self.fleet.holding(report.engine).url
 
     def _holders(self, execution: Execution, node: Node) -> list[Holder]:
         """The live engines holding ``node``'s image, the home engine first."""
